@@ -1,0 +1,7 @@
+"""`python -m dartsnas ...` (also what torchrun runs)."""
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

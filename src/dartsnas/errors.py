@@ -1,0 +1,31 @@
+"""Errors a user can cause and fix: the CLI prints their message as one line and exits with 2."""
+
+
+class DartsNASError(Exception):
+    """A problem with the user's input (data, config, genotype, op name, checkpoint).
+
+    The message is one line that names the problem and the fix; it is shown without a traceback.
+    """
+
+
+class UnknownNameError(DartsNASError, KeyError):
+    """A name that is not in a registry (op, data set, search space)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(DartsNASError, ValueError):
+    """A config value that cannot build a run (bad type, out of range, unknown key)."""
+
+
+class DataError(DartsNASError):
+    """Missing or unreadable data."""
+
+
+class GenotypeError(DartsNASError, ValueError):
+    """A malformed genotype file or text."""
+
+
+class CheckpointError(DartsNASError):
+    """A corrupt, missing or mismatched checkpoint."""
