@@ -1,0 +1,178 @@
+"""The architecture step of the bilevel problem (Section 2.3 of the DARTS paper).
+
+First order: the alpha gradient is ``grad_a L_val(w, a)``.
+
+Second order: the gradient of the unrolled objective ``L_val(w', a)`` with
+``w' = w - xi * (mu * m + grad_w L_train(w, a) + lambda * w)`` (one virtual SGD step with the weight optimizer's
+learning rate xi, momentum mu, momentum buffer m and weight decay lambda):
+
+    grad_a L_val(w', a) - xi * grad2_{a,w} L_train(w, a) . v,     v = grad_w' L_val(w', a)      (Eq. 7)
+
+The Hessian-vector product is the paper's central difference (Eq. 8),
+``(grad_a L_train(w + R v, a) - grad_a L_train(w - R v, a)) / (2 R)`` with ``R = 0.01 / ||v||``, or, with
+``hessian="exact"``, autograd through the virtual step (double backward).
+
+No copy of the network is made: the virtual weights are passed to ``torch.func.functional_call``. Every forward
+here runs on copies of the network's buffers, so ``hypergradient`` leaves weights, alphas, BN statistics and
+both optimizers untouched.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.func import functional_call
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+HESSIAN_MODES = ("finite-difference", "exact")
+
+
+class Architect:
+    """Updates the alphas of ``network`` (anything with ``weights()``, ``alphas()`` and a forward giving logits)."""
+
+    def __init__(self, network: nn.Module, *, order: int = 1, lr: float = 3e-4,
+                 betas: tuple[float, float] = (0.5, 0.999), weight_decay: float = 1e-3,
+                 hessian: str = "finite-difference", fd_radius: float = 0.01,
+                 criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                 grad_reducer: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None):
+        if order not in (1, 2):
+            raise ValueError(f"order must be 1 or 2, got {order!r}")
+        if hessian not in HESSIAN_MODES:
+            raise ValueError(f"hessian must be one of {', '.join(HESSIAN_MODES)}, got {hessian!r}")
+        if fd_radius <= 0:
+            raise ValueError(f"fd_radius must be > 0, got {fd_radius!r}")
+        self.network = network
+        self.order = order
+        self.hessian = hessian
+        self.fd_radius = fd_radius
+        self.criterion = criterion or F.cross_entropy
+        # Averages a list of gradients over processes (identity in one process); applied to every piece
+        # that feeds an update, as DESIGN.md asks.
+        self.grad_reducer = grad_reducer or (lambda grads: grads)
+        self.optimizer = torch.optim.Adam(list(network.alphas()), lr=lr, betas=betas, weight_decay=weight_decay)
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+    def _weight_names(self, weights: Sequence[torch.Tensor]) -> list[str]:
+        names = {id(p): n for n, p in self.network.named_parameters()}
+        return [names[id(w)] for w in weights]
+
+    def _loss(self, batch: Batch, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Loss of the network with some parameters replaced, on copies of its buffers (BN stats untouched)."""
+        x, y = batch
+        state = {n: b.clone() for n, b in self.network.named_buffers()}
+        state.update(params)
+        return self.criterion(functional_call(self.network, state, (x,)), y)
+
+    @staticmethod
+    def _sgd_hyper(weight_optimizer: torch.optim.Optimizer | None, weights: Sequence[torch.Tensor]):
+        """Per-weight (xi, mu, lambda, momentum buffer or None) read from the weight optimizer."""
+        if weight_optimizer is None:
+            raise ValueError("second-order architecture steps need the weight optimizer (its lr, momentum, wd)")
+        group_of = {}
+        for group in weight_optimizer.param_groups:
+            for p in group["params"]:
+                group_of[id(p)] = group
+        out = []
+        for w in weights:
+            group = group_of.get(id(w))
+            if group is None:
+                raise ValueError("a network weight is not in the weight optimizer; pass network.weights() to it")
+            buf = weight_optimizer.state.get(w, {}).get("momentum_buffer")
+            out.append((float(group["lr"]), float(group.get("momentum", 0.0)),
+                        float(group.get("weight_decay", 0.0)), buf))
+        if len({h[0] for h in out}) > 1:
+            raise ValueError("second-order steps need one learning rate for all weights (the paper's xi)")
+        return out
+
+    # -- the hypergradient -----------------------------------------------------------------------------------
+    def hypergradient(self, train_batch: Batch, val_batch: Batch,
+                      weight_optimizer: torch.optim.Optimizer | None = None) -> list[torch.Tensor]:
+        """The alpha gradients (one per ``network.alphas()`` tensor); changes nothing."""
+        return self._hypergradient(train_batch, val_batch, weight_optimizer)[0]
+
+    def _hypergradient(self, train_batch, val_batch, weight_optimizer):
+        net = self.network
+        alphas = list(net.alphas())
+        if self.order == 1:
+            loss = self._loss(val_batch, {})
+            grads = torch.autograd.grad(loss, alphas)
+            return self.grad_reducer([g.detach() for g in grads]), loss.detach()
+        weights = list(net.weights())
+        weight_names = self._weight_names(weights)
+        hyper = self._sgd_hyper(weight_optimizer, weights)
+        if self.hessian == "exact":
+            return self._exact(train_batch, val_batch, weights, weight_names, alphas, hyper)
+        return self._finite_difference(train_batch, val_batch, weights, weight_names, alphas, hyper)
+
+    def _virtual_weights(self, weights, grads, hyper):
+        """w' = w - xi * (mu * m + g + lambda * w): one SGD step with momentum and weight decay (no copy of w)."""
+        out = []
+        for w, g, (xi, mu, lam, buf) in zip(weights, grads, hyper):
+            d = g + lam * w if lam else g
+            if mu and buf is not None:
+                d = d + mu * buf
+            out.append(w - xi * d)
+        return out
+
+    def _finite_difference(self, train_batch, val_batch, weights, weight_names, alphas, hyper):
+        # grad_w L_train(w, a) for the virtual step
+        g_train = torch.autograd.grad(self._loss(train_batch, {}), weights, allow_unused=True)
+        g_train = self.grad_reducer([torch.zeros_like(w) if g is None else g for w, g in zip(weights, g_train)])
+        with torch.no_grad():
+            w_virtual = self._virtual_weights([w.detach() for w in weights], g_train, hyper)
+        w_virtual = [w.requires_grad_(True) for w in w_virtual]
+        # L_val(w', a): its gradient in a (first term of Eq. 7) and in w' (v)
+        val_loss = self._loss(val_batch, dict(zip(weight_names, w_virtual)))
+        grads = torch.autograd.grad(val_loss, alphas + w_virtual, allow_unused=True)
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(alphas + w_virtual, grads)]
+        grads = self.grad_reducer(grads)
+        d_alpha, v = grads[: len(alphas)], grads[len(alphas):]
+        del w_virtual, grads
+        # R = 0.01 / ||v||, the norm taken in float32 or wider
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t.to(torch.promote_types(
+            t.dtype, torch.float32))) for t in v]))
+        if float(norm) == 0.0:  # the validation loss does not depend on w: no second-order term
+            return d_alpha, val_loss.detach()
+        radius = self.fd_radius / norm
+        sides = []
+        for sign in (1.0, -1.0):
+            with torch.no_grad():
+                w_side = [w.detach() + (sign * radius).to(w.dtype) * vi for w, vi in zip(weights, v)]
+            loss = self._loss(train_batch, dict(zip(weight_names, w_side)))
+            sides.append(torch.autograd.grad(loss, alphas, allow_unused=True))
+        plus, minus = ([torch.zeros_like(a) if g is None else g for a, g in zip(alphas, s)] for s in sides)
+        diff = self.grad_reducer([p - m for p, m in zip(plus, minus)])
+        scale = hyper[0][0] / (2.0 * radius)  # xi / (2R); xi is one number (checked in _sgd_hyper)
+        result = [(da - scale.to(da.dtype) * dd).detach() for da, dd in zip(d_alpha, diff)]
+        return result, val_loss.detach()
+
+    def _exact(self, train_batch, val_batch, weights, weight_names, alphas, hyper):
+        # The graph of grad_w L_train is kept so that the alpha gradient flows through the virtual step.
+        g_train = torch.autograd.grad(self._loss(train_batch, {}), weights, create_graph=True, allow_unused=True)
+        g_train = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, g_train)]
+        w_virtual = self._virtual_weights(list(weights), g_train, hyper)
+        val_loss = self._loss(val_batch, dict(zip(weight_names, w_virtual)))
+        grads = torch.autograd.grad(val_loss, alphas, allow_unused=True)
+        grads = [torch.zeros_like(a) if g is None else g.detach() for a, g in zip(alphas, grads)]
+        return self.grad_reducer(grads), val_loss.detach()
+
+    # -- the step --------------------------------------------------------------------------------------------
+    def step(self, train_batch: Batch, val_batch: Batch,
+             weight_optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
+        """Compute the hypergradient and apply it with Adam; returns the validation loss and gradient norm."""
+        grads, val_loss = self._hypergradient(train_batch, val_batch, weight_optimizer)
+        self.optimizer.zero_grad(set_to_none=True)
+        for a, g in zip(self.network.alphas(), grads):
+            a.grad = g.to(a.dtype)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+        return {"arch_loss": float(val_loss), "arch_grad_norm": float(norm)}
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])

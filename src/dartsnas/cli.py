@@ -1,0 +1,236 @@
+"""The command line: ``dartsnas search|demo ...``. The only module that reads argv.
+
+Every error a user can cause ends with one line on stderr (``dartsnas: error: ...``) and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence, get_args, get_origin, get_type_hints
+
+from .config import SearchConfig, load_config, read_yaml
+from .errors import DartsNASError
+
+logger = logging.getLogger("dartsnas")
+
+SEARCH_EPILOG = """\
+examples:
+  dartsnas search --dataset cifar10 --data ~/data            # the paper's first-order search
+  dartsnas search --dataset cifar10 --data ~/data --order 2  # second order (unrolled)
+  dartsnas search --dataset imagefolder --data DIR --epochs 10 --layers 5 --init-channels 8
+  dartsnas search --config runs/RUN/config.yaml              # repeat a run
+  dartsnas search --resume runs/RUN --epochs 80              # continue (and extend) a run
+"""
+
+# The demo: a small search on scikit-learn's bundled 8x8 digits (no download), a few minutes on 2 CPU cores.
+DEMO_SEARCH = {"dataset": "digits", "epochs": 10, "batch_size": 64, "layers": 4, "init_channels": 8,
+               "nodes": 4, "multiplier": 4, "stem_multiplier": 2, "workers": 0, "log_every": 0,
+               "lr": 0.05, "arch_lr": 3e-3, "seed": 0}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _converter(hint: Any):
+    """argparse ``type`` for a dataclass field's type hint (lists are comma-separated)."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (list, tuple):
+        inner = args[0]
+
+        def parse_list(text: str):
+            items = [t.strip() for t in text.split(",") if t.strip()]
+            try:
+                return [inner(t) for t in items]
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"expected a comma-separated list of {inner.__name__}, "
+                                                 f"got {text!r}") from None
+
+        return parse_list
+    if origin is not None:  # Optional[X]
+        inner = [a for a in args if a is not type(None)][0]
+        return _converter(inner)
+    return hint
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag per config field; defaults are suppressed so that only flags given on the line override."""
+    hints = get_type_hints(cls)
+    group = parser.add_argument_group(f"{cls.__name__} options (also YAML keys for --config)")
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        meta = dict(f.metadata)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        help_text = f"{meta.get('help', '')} (default: {shown})"
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        if hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _converter(hint)
+            if "choices" in meta:
+                kwargs["choices"] = meta["choices"]
+            if "metavar" in meta:
+                kwargs["metavar"] = meta["metavar"]
+        group.add_argument(_flag(f.name), **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dartsnas", description="Differentiable architecture search (DARTS).")
+    parser.add_argument("--version", action="version", version=f"dartsnas {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    search = sub.add_parser("search", help="search a cell with DARTS", epilog=SEARCH_EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    search.add_argument("--config", metavar="FILE", help="YAML file of config keys (flags override it)")
+    search.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its latest checkpoint")
+    _add_verbosity(search)
+    add_config_flags(search, SearchConfig)
+
+    demo = sub.add_parser("demo", help="a short search on the built-in digits data (no download)")
+    demo.add_argument("--out", metavar="DIR", help="run directory (default: runs/demo-<time>)")
+    demo.add_argument("--epochs", type=int, default=DEMO_SEARCH["epochs"], help="search epochs")
+    _add_verbosity(demo)
+    return parser
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and the result")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    root = logging.getLogger("dartsnas")
+    root.setLevel(logging.DEBUG)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(handler)
+    root.propagate = False
+
+
+def _log_to_file(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logging.getLogger("dartsnas").addHandler(handler)
+    return handler
+
+
+def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+# -- commands --------------------------------------------------------------------------------------------------
+def cmd_search(args: argparse.Namespace) -> int:
+    from .engine.search import RESUME_LOCKED, Search
+    from .runs import RunDir, default_run_path
+
+    overrides = _overrides(args, SearchConfig)
+    if args.resume:
+        if args.config:
+            raise DartsNASError("--resume takes the config from the run; leave out --config")
+        run = RunDir.open(args.resume)
+        saved = read_yaml(run.config_path)
+        cfg = load_config(SearchConfig, None, {**saved, **overrides})
+        changed = [k for k in RESUME_LOCKED if k in overrides and overrides[k] != saved.get(k)]
+        if changed:
+            k = changed[0]
+            raise DartsNASError(f"--resume cannot change {k} (run has {saved.get(k)!r}, asked {overrides[k]!r}); "
+                                "only --epochs and run-time options may change")
+        cfg.out = str(run.path)
+        state = run.load_checkpoint()
+        search = Search(cfg)
+        search.load_state_dict(state)
+        if search.epoch >= cfg.epochs:
+            raise DartsNASError(f"{run.path} already finished {search.epoch} epochs; pass --epochs N > "
+                                f"{search.epoch} to extend it")
+        run.write_config(_saved_config(cfg), header=_config_header())
+        handler = _log_to_file(run.path / "log.txt")
+        logger.info("resuming %s after epoch %d of %d", run.path, search.epoch, cfg.epochs)
+    else:
+        cfg = load_config(SearchConfig, args.config, overrides)
+        path = Path(cfg.out) if cfg.out else default_run_path("search", cfg.dataset)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise DartsNASError(f"run directory {path} exists and is not empty; pick another --out "
+                                "(or continue it with --resume)")
+        search = Search(cfg)  # data and network first: a bad input fails before anything is written
+        run = RunDir.create(path)
+        cfg.out = str(run.path)
+        run.write_config(_saved_config(cfg), header=_config_header())
+        handler = _log_to_file(run.path / "log.txt")
+        logger.info("search run directory: %s", run.path)
+        logger.info("%s: %d weights, %d alphas, %d+%d images for weights/alphas, %s",
+                    cfg.dataset, search.network.num_weights(), search.network.num_alphas(),
+                    len(search.train_loader.dataset), len(search.val_loader.dataset), search.device)
+    try:
+        result = search.run(run)
+    finally:
+        logging.getLogger("dartsnas").removeHandler(handler)
+        handler.close()
+    print(f"run directory: {run.path}")
+    print(f"genotype: {run.genotype_path}")
+    print(result.genotype)
+    return 0
+
+
+def _saved_config(cfg: SearchConfig) -> dict[str, Any]:
+    values = cfg.to_dict()
+    values.pop("out", None)  # the run is the folder holding this file; repeating the run makes a new one
+    if values.get("primitives") is None:
+        from .engine.search import build_space
+
+        values["primitives"] = list(build_space(cfg).primitives)
+    return values
+
+
+def _config_header() -> str:
+    return (f"dartsnas {_version()} search config; repeat with: dartsnas search --config THIS_FILE\n"
+            "(the run directory is not stored: a repeat writes a new one)")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .runs import default_run_path
+
+    out = args.out or str(default_run_path("demo", "digits"))
+    argv = ["search", "--out", out, "--epochs", str(args.epochs)]
+    for key, value in DEMO_SEARCH.items():
+        if key == "epochs":
+            continue
+        argv += [_flag(key), str(value)]
+    if args.quiet:
+        argv.append("--quiet")
+    logger.info("demo: a %d-epoch DARTS search on scikit-learn's 8x8 digits (no download)", args.epochs)
+    return main(argv, _configured=True)
+
+
+COMMANDS = {"search": cmd_search, "demo": cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None, *, _configured: bool = False) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if not _configured:
+        setup_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
+    try:
+        return COMMANDS[args.command](args)
+    except DartsNASError as e:
+        print(f"dartsnas: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dartsnas: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,190 @@
+"""Run configs: dataclasses with the paper's defaults, YAML load/save and validation with one-line errors.
+
+Keys are flat and named like the flags (``init_channels`` for ``--init-channels``). Precedence:
+defaults < ``--config FILE`` < flags given on the command line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .errors import ConfigError
+
+
+def help_(text: str, **meta: Any) -> dict:
+    """Field metadata: the flag's help text (and optional choices / metavar)."""
+    return {"help": text, **meta}
+
+
+@dataclass
+class SearchConfig:
+    """Everything a search needs. Defaults are those of the DARTS paper (CIFAR-10 search, Section 3.1.1)."""
+
+    dataset: str = field(default="cifar10", metadata=help_("data set: cifar10, cifar100, imagefolder, imagenet, digits"))
+    data: str = field(default="data", metadata=help_("folder holding the data set (downloaded there if possible)",
+                                                      metavar="DIR"))
+    epochs: int = field(default=50, metadata=help_("search epochs"))
+    batch_size: int = field(default=64, metadata=help_("batch size of both the weight and the alpha step"))
+    layers: int = field(default=8, metadata=help_("cells in the supernet (reductions at 1/3 and 2/3)"))
+    init_channels: int = field(default=16, metadata=help_("channels C of the first cells"))
+    nodes: int = field(default=4, metadata=help_("intermediate nodes per cell"))
+    multiplier: int = field(default=4, metadata=help_("how many of the last nodes form the cell output"))
+    stem_multiplier: int = field(default=3, metadata=help_("stem channels = stem_multiplier * C"))
+    space: str = field(default="darts", metadata=help_("named search space giving the default primitives"))
+    primitives: list[str] | None = field(default=None, metadata=help_(
+        "candidate ops, comma-separated (default: the space's)", metavar="OP,OP,..."))
+    order: int = field(default=1, metadata=help_("1: first-order, 2: second-order (unrolled) alpha gradient",
+                                                 choices=[1, 2]))
+    hessian: str = field(default="finite-difference", metadata=help_(
+        "second-order Hessian-vector product: the paper's finite difference, or exact double backward",
+        choices=["finite-difference", "exact"]))
+    lr: float = field(default=0.025, metadata=help_("weight learning rate (SGD), cosine-annealed to --lr-min"))
+    lr_min: float = field(default=0.001, metadata=help_("final weight learning rate"))
+    momentum: float = field(default=0.9, metadata=help_("SGD momentum of the weights"))
+    weight_decay: float = field(default=3e-4, metadata=help_("weight decay of the weights"))
+    grad_clip: float = field(default=5.0, metadata=help_("clip the weight gradient norm to this (0: off)"))
+    arch_lr: float = field(default=3e-4, metadata=help_("alpha learning rate (Adam)"))
+    arch_weight_decay: float = field(default=1e-3, metadata=help_("alpha weight decay"))
+    arch_betas: list[float] = field(default_factory=lambda: [0.5, 0.999], metadata=help_(
+        "Adam betas of the alphas", metavar="B1,B2"))
+    train_portion: float = field(default=0.5, metadata=help_(
+        "share of the training set for the weights; the rest trains the alphas"))
+    seed: int = field(default=2, metadata=help_("random seed"))
+    device: str = field(default="auto", metadata=help_("auto (CUDA when present), cpu, cuda, cuda:N"))
+    workers: int = field(default=2, metadata=help_("data loader worker processes"))
+    out: str | None = field(default=None, metadata=help_(
+        "run directory (default: runs/search-<dataset>-<time>)", metavar="DIR"))
+    download: bool = field(default=True, metadata=help_("download cifar10/cifar100 when missing and online"))
+    log_every: int = field(default=50, metadata=help_("log a line every N steps when not on a terminal (0: off)"))
+
+    def validate(self) -> "SearchConfig":
+        """Raise ConfigError on values that cannot build a run; return self."""
+        _check_types(self)
+        positive_ints = ("epochs", "batch_size", "layers", "init_channels", "nodes", "multiplier", "stem_multiplier")
+        for name in positive_ints:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.multiplier > self.nodes:
+            raise ConfigError(f"multiplier ({self.multiplier}) cannot exceed nodes ({self.nodes}): the cell output "
+                              "concatenates the last `multiplier` nodes")
+        if self.order not in (1, 2):
+            raise ConfigError(f"order must be 1 or 2, got {self.order}")
+        if self.hessian not in ("finite-difference", "exact"):
+            raise ConfigError(f"hessian must be finite-difference or exact, got {self.hessian!r}")
+        if not 0.0 < self.train_portion < 1.0:
+            raise ConfigError(f"train_portion must be between 0 and 1 (exclusive), got {self.train_portion}")
+        for name in ("lr", "arch_lr"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("lr_min", "momentum", "weight_decay", "grad_clip", "arch_weight_decay", "workers", "log_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr_min > self.lr:
+            raise ConfigError(f"lr_min ({self.lr_min}) is larger than lr ({self.lr})")
+        if len(self.arch_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.arch_betas):
+            raise ConfigError(f"arch_betas must be two numbers in [0, 1), got {self.arch_betas}")
+        if self.primitives is not None and not self.primitives:
+            raise ConfigError("primitives is empty; name at least one op or leave it out for the space's")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _type_matches(value: Any, hint: Any) -> bool:
+    origin = get_origin(hint)
+    args = get_args(hint)
+    if hint is Any:
+        return True
+    if origin is None:
+        if hint is float:
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+        if hint is int:
+            return isinstance(value, int) and not isinstance(value, bool)
+        if hint is type(None):
+            return value is None
+        return isinstance(value, hint)
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple)) and all(_type_matches(v, args[0]) for v in value)
+    # Union / Optional
+    return any(_type_matches(value, a) for a in args)
+
+
+def _type_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _check_types(cfg: Any) -> None:
+    hints = get_type_hints(type(cfg))
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if not _type_matches(value, hints[f.name]):
+            raise ConfigError(f"{f.name} must be {_type_name(hints[f.name])}, got {value!r}")
+        if hints[f.name] is float and isinstance(value, int):
+            setattr(cfg, f.name, float(value))
+
+
+def config_keys(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def from_dict(cls: type, values: dict[str, Any], *, source: str = "config") -> Any:
+    """Build a config from defaults updated by ``values``; unknown keys are an error naming the known ones."""
+    known = set(config_keys(cls))
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
+    cfg = cls(**values)
+    return cfg.validate()
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of config keys (a malformed or non-mapping file is one clear error)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "not valid YAML"
+        raise ConfigError(f"config file {path} is malformed{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values, got {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def dump_yaml(values: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    yaml.safe_dump(values, buf, sort_keys=False, default_flow_style=None)
+    return buf.getvalue()
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Any:
+    """defaults < YAML file < overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(read_yaml(path))
+    if overrides:
+        values.update(overrides)
+    return from_dict(cls, values, source=str(path) if path is not None else "config")
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")

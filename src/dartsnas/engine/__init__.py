@@ -1,0 +1,1 @@
+"""The loops that drive search and training; they know nothing of argv or pictures."""

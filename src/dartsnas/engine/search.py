@@ -1,0 +1,248 @@
+"""The search loop: the bilevel optimisation of DARTS (Algorithm 1 of the paper).
+
+Each iteration takes an alpha step on a batch of the alpha half of the training set, then a weight step on a
+batch of the weight half; only the weight gradients are clipped. After each epoch (counted from 1) the loop
+evaluates on the alpha half, derives the genotype, and writes the epoch's artifacts to the run directory.
+The cosine schedule gives epoch e its learning rate and steps after the epoch.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..architect import Architect
+from ..config import SearchConfig
+from ..data import build_search_loaders
+from ..errors import CheckpointError
+from ..genotype import Genotype
+from ..runs import RunDir
+from ..space import SearchSpace, get_space
+from ..supernet import SearchNetwork
+from .common import Average, is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state
+
+logger = logging.getLogger(__name__)
+
+EpochHook = Callable[[dict[str, Any]], None]
+
+# Keys whose change would make a resumed run a different experiment.
+RESUME_LOCKED = ("dataset", "layers", "init_channels", "nodes", "multiplier", "stem_multiplier", "space",
+                 "primitives", "order", "hessian", "batch_size", "train_portion", "seed", "lr", "lr_min",
+                 "momentum", "weight_decay", "grad_clip", "arch_lr", "arch_weight_decay", "arch_betas")
+
+
+def build_space(cfg: SearchConfig) -> SearchSpace:
+    base = get_space(cfg.space)
+    primitives = tuple(cfg.primitives) if cfg.primitives else base.primitives
+    return SearchSpace(primitives=primitives, nodes=cfg.nodes, multiplier=cfg.multiplier)
+
+
+@dataclass
+class SearchResult:
+    run_dir: RunDir
+    genotype: Genotype
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Search:
+    """Builds data, supernet and optimizers from a config (so that bad input fails before anything is
+    written), then ``run(run_dir)`` searches and writes the artifacts."""
+
+    def __init__(self, cfg: SearchConfig, *, show_progress: bool | None = None,
+                 hooks: Sequence[EpochHook] = ()):
+        cfg.validate()
+        self.cfg = cfg
+        self.show_progress = is_terminal() if show_progress is None else show_progress
+        self.hooks = list(hooks)
+        self.space = build_space(cfg)
+        self.device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        self.train_loader, self.val_loader, self.info = build_search_loaders(
+            cfg.dataset, cfg.data, batch_size=cfg.batch_size, train_portion=cfg.train_portion, seed=cfg.seed,
+            workers=cfg.workers, download=cfg.download)
+        self.network = SearchNetwork(self.space, cfg.init_channels, self.info.num_classes, cfg.layers,
+                                     in_channels=self.info.channels,
+                                     stem_multiplier=cfg.stem_multiplier).to(self.device)
+        self._check_builds()
+        self.weight_optimizer = torch.optim.SGD(self.network.weights(), cfg.lr, momentum=cfg.momentum,
+                                                weight_decay=cfg.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.weight_optimizer, float(cfg.epochs),
+                                                                    eta_min=cfg.lr_min)
+        self.architect = Architect(self.network, order=cfg.order, lr=cfg.arch_lr, betas=tuple(cfg.arch_betas),
+                                   weight_decay=cfg.arch_weight_decay, hessian=cfg.hessian)
+        self.epoch = 0  # epochs completed
+        self.metrics: list[dict[str, Any]] = []
+        self.history: dict[str, list[np.ndarray]] = {n: [a.numpy()] for n, a in self.network.arch_state().items()}
+
+    def _check_builds(self) -> None:
+        """One forward pass on a tiny input: a layers/channels/image-size mix that cannot run fails here."""
+        from ..errors import ConfigError
+
+        size = self.info.image_size
+        x = torch.zeros(2, self.info.channels, size, size, device=self.device)
+        try:
+            with torch.no_grad():
+                self.network.eval()
+                self.network(x)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"the supernet cannot run on {size}x{size} {self.info.name} images with "
+                              f"layers={self.cfg.layers}, init_channels={self.cfg.init_channels}: {first}") from None
+        finally:
+            self.network.train()
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "search",
+            "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "step": 0,
+            "model": self.network.state_dict(),
+            "weight_optimizer": self.weight_optimizer.state_dict(),
+            "arch_optimizer": self.architect.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "loader_rng": {"train": _gen_state(self.train_loader), "val": _gen_state(self.val_loader)},
+            "alpha_history": {n: torch.from_numpy(np.stack(rows)) for n, rows in self.history.items()},
+            "metrics": [dict(r) for r in self.metrics],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind") != "search":
+            raise CheckpointError(f"the checkpoint is from a {state.get('kind')!r} run, not a search")
+        try:
+            self.network.load_state_dict(state["model"])
+            self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+            self.architect.optimizer.load_state_dict(state["arch_optimizer"])
+            sched = dict(state["scheduler"])
+            sched["T_max"] = float(self.cfg.epochs)  # more epochs on resume extend the schedule
+            self.scheduler.load_state_dict(sched)
+            set_rng_state(state["rng"])
+            _set_gen_state(self.train_loader, state["loader_rng"]["train"])
+            _set_gen_state(self.val_loader, state["loader_rng"]["val"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"the checkpoint does not match this search ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        self.epoch = int(state["epoch"])
+        self.history = {n: [row.numpy() for row in t] for n, t in state["alpha_history"].items()}
+        self.metrics = [dict(r) for r in state["metrics"]]
+        # The cosine schedule of the new length at the current epoch.
+        for group in self.weight_optimizer.param_groups:
+            group["lr"] = _cosine(self.cfg.lr, self.cfg.lr_min, self.epoch, self.cfg.epochs)
+        self.scheduler._last_lr = [g["lr"] for g in self.weight_optimizer.param_groups]
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def run(self, run: RunDir) -> SearchResult:
+        cfg = self.cfg
+        if self.epoch == 0:
+            run.write_alpha_history(self.history, self.space.primitives)
+        while self.epoch < cfg.epochs:
+            epoch = self.epoch + 1
+            start = time.perf_counter()
+            lr = self.weight_optimizer.param_groups[0]["lr"]
+            train = self.train_epoch(epoch)
+            val = self.evaluate()
+            self.scheduler.step()
+            self.epoch = epoch
+            for n, a in self.network.arch_state().items():
+                self.history[n].append(a.numpy())
+            genotype = self.network.genotype()
+            row = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"],
+                   "arch_loss": train["arch_loss"], "val_loss": val["loss"], "val_acc": val["acc"],
+                   "lr": lr, "arch_lr": cfg.arch_lr, "seconds": time.perf_counter() - start}
+            self.metrics.append(row)
+            run.write_epoch_genotype(epoch, genotype)
+            run.write_alpha_history(self.history, self.space.primitives)
+            run.write_metrics(self.metrics)
+            run.save_checkpoint(self.state_dict())
+            logger.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  lr %.5f  %.1fs  "
+                        "genotype %s", epoch, cfg.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
+                        row["val_acc"], lr, row["seconds"], genotype)
+            for hook in self.hooks:
+                hook({"epoch": epoch, "row": row, "genotype": genotype, "run": run, "search": self})
+        genotype = self.network.genotype()
+        run.write_final_genotype(genotype)
+        return SearchResult(run, genotype, list(self.metrics))
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        net, cfg = self.network, self.cfg
+        net.train()
+        avg, arch_losses = Average(), []
+        steps = len(self.train_loader)
+        val_iter = iter(self.val_loader)
+        bar = progress(self.train_loader, total=steps, desc=f"search epoch {epoch}/{cfg.epochs}",
+                       enabled=self.show_progress)
+        for step, (x, y) in enumerate(bar, start=1):
+            try:
+                xv, yv = next(val_iter)
+            except StopIteration:  # the alpha half can be shorter than the weight half
+                val_iter = iter(self.val_loader)
+                xv, yv = next(val_iter)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            xv, yv = xv.to(self.device, non_blocking=True), yv.to(self.device, non_blocking=True)
+            # alpha step (the paper's Eq. 6-8), then the weight step on the training batch
+            arch = self.architect.step((x, y), (xv, yv), self.weight_optimizer)
+            arch_losses.append(arch["arch_loss"])
+            loss, logits = self.weight_step(x, y)
+            avg.update(loss, logits, y)
+            if self.show_progress:
+                bar.set_postfix(loss=f"{avg.mean_loss:.3f}", acc=f"{avg.accuracy:.1f}")
+            elif cfg.log_every and step % cfg.log_every == 0:
+                logger.info("epoch %d step %d/%d  train loss %.4f acc %.2f%%", epoch, step, steps,
+                            avg.mean_loss, avg.accuracy)
+        if not math.isfinite(avg.mean_loss):
+            logger.warning("the training loss is not finite; lower --lr or --arch-lr")
+        return {"loss": avg.mean_loss, "acc": avg.accuracy,
+                "arch_loss": float(np.mean(arch_losses)) if arch_losses else float("nan")}
+
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.weight_optimizer.zero_grad(set_to_none=True)
+        alphas = self.network.alphas()
+        for a in alphas:  # the weight step needs no alpha gradient: do not compute it
+            a.requires_grad_(False)
+        try:
+            logits = self.network(x)
+            loss = F.cross_entropy(logits, y)
+            loss.backward()
+        finally:
+            for a in alphas:
+                a.requires_grad_(True)
+        if self.cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.network.weights(), self.cfg.grad_clip)
+        self.weight_optimizer.step()
+        return loss.detach(), logits.detach()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Loss and accuracy on the alpha half, in eval mode (the paper's validation during search)."""
+        self.network.eval()
+        avg = Average()
+        for x, y in self.val_loader:
+            x, y = x.to(self.device), y.to(self.device)
+            logits = self.network(x)
+            avg.update(F.cross_entropy(logits, y), logits, y)
+        self.network.train()
+        return {"loss": avg.mean_loss, "acc": avg.accuracy}
+
+
+def _cosine(lr: float, lr_min: float, epoch: int, epochs: int) -> float:
+    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
+def _gen_state(loader) -> torch.Tensor | None:
+    gen = getattr(loader, "generator", None)
+    return gen.get_state() if gen is not None else None
+
+
+def _set_gen_state(loader, state) -> None:
+    gen = getattr(loader, "generator", None)
+    if gen is not None and state is not None:
+        gen.set_state(state)

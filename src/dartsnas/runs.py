@@ -1,0 +1,208 @@
+"""The run directory: everything needed to continue, inspect or reproduce a run, written atomically.
+
+    RUN/config.yaml              the resolved config (``--config RUN/config.yaml`` repeats the run)
+    RUN/metrics.csv              one row per epoch
+    RUN/genotype.json            the final genotype
+    RUN/genotypes/epoch_NNN.json the genotype after epoch NNN (counted from 1)
+    RUN/alphas.npz               raw alpha history: row 0 initial, row N after epoch N (+ softmax view)
+    RUN/checkpoints/last.pt      the latest checkpoint (torch.load(..., weights_only=True))
+    RUN/log.txt                  the log lines
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+
+from .config import dump_yaml
+from .errors import CheckpointError, ConfigError
+from .genotype import Genotype, load_genotype, save_genotype
+
+CHECKPOINT_FORMAT = "dartsnas-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def default_run_path(kind: str, dataset: str, base: str | Path = "runs") -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path(base) / f"{kind}-{dataset}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(base) / f"{kind}-{dataset}-{stamp}-{n}"
+    return path
+
+
+class RunDir:
+    """One run's folder. ``create`` refuses an existing non-empty folder; ``open`` is for reading or resuming."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: str | Path) -> "RunDir":
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ConfigError(f"run directory {path} exists and is not empty; pick another --out "
+                              "(or continue it with --resume)")
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        path = Path(path)
+        if not (path / "config.yaml").is_file():
+            raise ConfigError(f"{path} is not a dartsnas run directory (no config.yaml in it)")
+        return cls(path)
+
+    # -- paths -----------------------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.csv"
+
+    @property
+    def alphas_path(self) -> Path:
+        return self.path / "alphas.npz"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    @property
+    def genotype_path(self) -> Path:
+        return self.path / "genotype.json"
+
+    def epoch_genotype_path(self, epoch: int) -> Path:
+        return self.path / "genotypes" / f"epoch_{epoch:03d}.json"
+
+    # -- config ----------------------------------------------------------------------------------------------
+    def write_config(self, values: dict[str, Any], *, header: str = "") -> None:
+        text = "".join(f"# {line}\n" for line in header.splitlines()) + dump_yaml(values)
+        atomic_write_text(self.config_path, text)
+
+    # -- metrics ---------------------------------------------------------------------------------------------
+    def write_metrics(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Rewrite metrics.csv with all rows (small file; rewriting keeps it atomic)."""
+        rows = list(rows)
+        if not rows:
+            return
+        columns: list[str] = []
+        for row in rows:
+            columns += [k for k in row if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _fmt(v) for k, v in row.items()})
+        atomic_write_text(self.metrics_path, buf.getvalue())
+
+    def read_metrics(self) -> list[dict[str, str]]:
+        if not self.metrics_path.exists():
+            return []
+        with open(self.metrics_path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    # -- genotypes -------------------------------------------------------------------------------------------
+    def write_epoch_genotype(self, epoch: int, genotype: Genotype) -> Path:
+        return save_genotype(genotype, self.epoch_genotype_path(epoch))
+
+    def write_final_genotype(self, genotype: Genotype) -> Path:
+        return save_genotype(genotype, self.genotype_path)
+
+    def epoch_genotype(self, epoch: int | None = None) -> Genotype:
+        path = self.genotype_path if epoch is None else self.epoch_genotype_path(epoch)
+        if not path.exists():
+            raise ConfigError(f"{path} does not exist: the run has no genotype for "
+                              f"{'its end' if epoch is None else f'epoch {epoch}'}")
+        return load_genotype(path)
+
+    # -- alpha history ---------------------------------------------------------------------------------------
+    def write_alpha_history(self, history: dict[str, list[np.ndarray]], primitives: Iterable[str],
+                            gate: str = "softmax") -> None:
+        """Store raw alphas ``[epochs + 1, edges, ops]`` per alpha tensor, plus their softmax for convenience."""
+        arrays: dict[str, np.ndarray] = {"primitives": np.array(list(primitives)), "gate": np.array(gate)}
+        for name, rows in history.items():
+            raw = np.stack(rows).astype(np.float32)
+            arrays[name] = raw
+            e = np.exp(raw - raw.max(axis=-1, keepdims=True))
+            arrays[f"softmax_{name}"] = e / e.sum(axis=-1, keepdims=True)
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        atomic_write_bytes(self.alphas_path, buf.getvalue())
+
+    def read_alpha_history(self) -> dict[str, np.ndarray]:
+        if not self.alphas_path.exists():
+            raise ConfigError(f"{self.alphas_path} does not exist: the run saved no alpha history")
+        try:
+            with np.load(self.alphas_path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except Exception as e:  # a truncated or foreign file
+            raise ConfigError(f"cannot read the alpha history {self.alphas_path}: {e}") from None
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def save_checkpoint(self, state: dict[str, Any]) -> Path:
+        state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        return atomic_write_bytes(self.checkpoint_path, buf.getvalue())
+
+    def load_checkpoint(self, map_location: Any = "cpu") -> dict[str, Any]:
+        return load_checkpoint(self.checkpoint_path, map_location=map_location)
+
+
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a dartsnas checkpoint safely (``weights_only=True``); corrupt or foreign files are one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a dartsnas checkpoint "
+                              f"({type(e).__name__}); delete it or pick another run") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not a dartsnas checkpoint")
+    if state.get("version", 0) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has version {state.get('version')}, newer than this dartsnas "
+                              f"reads ({CHECKPOINT_VERSION}); upgrade dartsnas")
+    return state
+
+
+def _fmt(v: Any) -> Any:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v

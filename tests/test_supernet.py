@@ -1,0 +1,129 @@
+"""The supernet: the original's exact sizes, mixed-op semantics, alphas kept apart from weights."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dartsnas.errors import ConfigError, UnknownNameError
+from dartsnas.ops import OPS, DARTS_PRIMITIVES, register_op
+from dartsnas.space import SearchSpace, get_space
+from dartsnas.supernet import MixedOp, SearchNetwork, reduction_positions
+
+
+def test_default_network_matches_the_original_sizes():
+    # The 2018 code's Network(16, 10, 8, criterion): 1,930,618 weights, 2 x 14 x 8 = 224 alphas.
+    net = SearchNetwork(get_space("darts"), 16, 10, 8)
+    assert net.num_weights() == 1_930_618
+    assert net.num_alphas() == 224
+    assert [tuple(a.shape) for a in net.alphas()] == [(14, 8), (14, 8)]
+    assert net.reductions == (2, 5)
+
+
+def test_alphas_are_in_the_state_dict_but_not_in_the_weights():
+    net = SearchNetwork(SearchSpace(nodes=2, multiplier=2), 4, 10, 3)
+    state = net.state_dict()
+    assert "alpha_normal" in state and "alpha_reduce" in state
+    weight_ids = {id(w) for w in net.weights()}
+    assert all(id(a) not in weight_ids for a in net.alphas())
+    assert len(net.weights()) + len(net.alphas()) == len(list(net.parameters()))
+    # initialised to 1e-3 * randn
+    assert max(float(a.detach().abs().max()) for a in net.alphas()) < 1e-2
+
+
+def test_forward_shapes_and_every_parameter_gets_a_gradient():
+    torch.manual_seed(0)
+    net = SearchNetwork(SearchSpace(nodes=3, multiplier=2), 4, 7, 3, in_channels=1)
+    x = torch.randn(2, 1, 8, 8)
+    out = net(x)
+    assert out.shape == (2, 7)
+    F.cross_entropy(out, torch.tensor([1, 2])).backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+
+
+def test_mixed_op_is_the_softmax_weighted_sum_and_skips_none():
+    torch.manual_seed(0)
+    prims = DARTS_PRIMITIVES
+    mixed = MixedOp(prims, 4, 1).eval()
+    x = torch.randn(2, 4, 6, 6)
+    w = torch.softmax(torch.randn(len(prims)), 0)
+    expected = sum(w[k] * op(x) for k, op in zip(mixed.indices, mixed.ops))
+    assert torch.allclose(mixed(x, w), expected)
+    assert prims.index("none") not in mixed.indices
+    # the none weight still matters through the softmax: a larger none alpha shrinks the output
+    a = torch.zeros(len(prims))
+    a2 = a.clone()
+    a2[prims.index("none")] = 3.0
+    y1, y2 = mixed(x, torch.softmax(a, 0)), mixed(x, torch.softmax(a2, 0))
+    assert y2.abs().sum() < y1.abs().sum()
+
+
+def test_reduction_cells_halve_the_size_and_double_channels():
+    net = SearchNetwork(SearchSpace(), 4, 10, 6)
+    assert reduction_positions(6) == (2, 4)
+    shapes = []
+    s0 = s1 = net.stem(torch.randn(1, 3, 16, 16))
+    wn, wr = net.gates()
+    for cell in net.cells:
+        s0, s1 = s1, cell(s0, s1, wr if cell.reduction else wn)
+        shapes.append(tuple(s1.shape[1:]))
+    assert shapes[1] == (16, 16, 16) and shapes[2] == (32, 8, 8) and shapes[4] == (64, 4, 4)
+
+
+def test_genotype_keeps_two_edges_per_node_and_never_none():
+    torch.manual_seed(0)
+    net = SearchNetwork(SearchSpace(), 4, 10, 3)
+    with torch.no_grad():
+        net.alpha_normal[:, 0] = 5.0  # none dominates every edge
+    g = net.genotype()
+    for cell in (g.normal, g.reduce):
+        assert len(cell.nodes) == 4
+        for i, node in enumerate(cell.nodes):
+            assert len(node) == 2
+            assert all(op != "none" and 0 <= j < 2 + i for op, j in node)
+        assert list(cell.concat) == [2, 3, 4, 5]
+
+
+def test_space_without_none_and_custom_multiplier():
+    space = SearchSpace(primitives=("skip_connect", "sep_conv_3x3"), nodes=3, multiplier=2)
+    net = SearchNetwork(space, 4, 10, 3)
+    assert net.alphas()[0].shape == (9, 2)
+    assert net(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+    assert list(net.genotype().normal.concat) == [3, 4]
+
+
+def test_bad_spaces_and_sizes_raise_clear_errors():
+    with pytest.raises(UnknownNameError, match="unknown op 'sep_conv_9x9'; known: .*sep_conv_3x3"):
+        SearchSpace(primitives=("sep_conv_9x9",))
+    with pytest.raises(ConfigError, match="multiplier"):
+        SearchSpace(nodes=2, multiplier=3)
+    with pytest.raises(ConfigError, match="nodes"):
+        SearchSpace(nodes=0)
+    with pytest.raises(ConfigError, match="more than once"):
+        SearchSpace(primitives=("skip_connect", "skip_connect"))
+    with pytest.raises(ConfigError, match="init_channels"):
+        SearchNetwork(SearchSpace(), 0, 10, 8)
+    with pytest.raises(ConfigError, match="layers"):
+        SearchNetwork(SearchSpace(), 4, 10, 0)
+
+
+def test_registered_op_is_usable_in_the_supernet():
+    @register_op("test_double_conv")
+    def build(C, stride, affine):
+        return torch.nn.Sequential(torch.nn.Conv2d(C, C, 3, stride, 1, bias=False), torch.nn.BatchNorm2d(C, affine=affine))
+
+    try:
+        with pytest.raises(Exception, match="already registered"):
+            register_op("test_double_conv", build)
+        net = SearchNetwork(SearchSpace(primitives=("none", "test_double_conv"), nodes=2, multiplier=2), 4, 10, 3)
+        assert net(torch.randn(2, 3, 8, 8)).shape == (2, 10)
+        assert net.genotype().normal.ops() == ["test_double_conv"]
+    finally:
+        OPS.unregister("test_double_conv")
+
+
+@pytest.mark.parametrize("name", [n for n in DARTS_PRIMITIVES if n != "none"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_darts_primitives_keep_channels_and_divide_size(name, stride):
+    op = OPS[name](6, stride, False)
+    y = op(torch.randn(2, 6, 8, 8))
+    assert y.shape == (2, 6, 8 // stride, 8 // stride)
