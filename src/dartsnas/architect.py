@@ -97,8 +97,9 @@ class Architect:
         alphas = list(net.alphas())
         if self.order == 1:
             loss = self._loss(val_batch, {})
-            grads = torch.autograd.grad(loss, alphas)
-            return self.grad_reducer([g.detach() for g in grads]), loss.detach()
+            grads = torch.autograd.grad(loss, alphas, allow_unused=True)  # a net of only reduction cells
+            grads = [torch.zeros_like(a) if g is None else g.detach() for a, g in zip(alphas, grads)]
+            return self.grad_reducer(grads), loss.detach()
         weights = list(net.weights())
         weight_names = self._weight_names(weights)
         hyper = self._sgd_hyper(weight_optimizer, weights)

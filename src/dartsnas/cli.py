@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(search)
     add_config_flags(search, SearchConfig)
 
+    geno = sub.add_parser("genotype", help="read a genotype (JSON, classic text or published name), print or convert it")
+    geno.add_argument("source", help="genotype file (JSON or classic text), FILE::NAME, or a published name "
+                                     "such as DARTS_V2")
+    geno.add_argument("--format", choices=["json", "classic"], default="classic",
+                      help="how to print it (default: classic)")
+    geno.add_argument("--out", metavar="FILE", help="write it as a JSON genotype file")
+    _add_verbosity(geno)
+
     demo = sub.add_parser("demo", help="a short search on the built-in digits data (no download)")
     demo.add_argument("--out", metavar="DIR", help="run directory (default: runs/demo-<time>)")
     demo.add_argument("--epochs", type=int, default=DEMO_SEARCH["epochs"], help="search epochs")
@@ -203,6 +211,22 @@ def _config_header() -> str:
             "(the run directory is not stored: a repeat writes a new one)")
 
 
+def cmd_genotype(args: argparse.Namespace) -> int:
+    import json
+
+    from .genotype import load_genotype, save_genotype
+
+    genotype = load_genotype(args.source)
+    if args.out:
+        save_genotype(genotype, args.out)
+        logger.info("wrote %s", args.out)
+    if args.format == "json":
+        print(json.dumps(genotype.to_dict(), indent=2))
+    else:
+        print(genotype)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .runs import default_run_path
 
@@ -218,7 +242,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return main(argv, _configured=True)
 
 
-COMMANDS = {"search": cmd_search, "demo": cmd_demo}
+COMMANDS = {"search": cmd_search, "genotype": cmd_genotype, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None, *, _configured: bool = False) -> int:
