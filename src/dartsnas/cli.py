@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence, get_args, get_origin, get_type_hints
 
-from .config import SearchConfig, load_config, read_yaml
+from .config import SearchConfig, TrainConfig, load_config, read_yaml
 from .errors import DartsNASError
 
 logger = logging.getLogger("dartsnas")
@@ -25,10 +25,21 @@ examples:
   dartsnas search --resume runs/RUN --epochs 80              # continue (and extend) a run
 """
 
+TRAIN_EPILOG = """\
+examples:
+  dartsnas train --genotype DARTS_V2 --dataset cifar10 --data ~/data       # the paper's CIFAR-10 training
+  dartsnas train --from-run runs/SEARCH --dataset cifar100 --data ~/data   # transfer a searched cell
+  dartsnas train --from-run runs/SEARCH --epoch 30 ...                     # the genotype after epoch 30
+  dartsnas train --genotype g.json --recipe imagenet --data ~/imagenet     # the paper's ImageNet training
+"""
+
 # The demo: a small search on scikit-learn's bundled 8x8 digits (no download), a few minutes on 2 CPU cores.
 DEMO_SEARCH = {"dataset": "digits", "epochs": 10, "batch_size": 64, "layers": 4, "init_channels": 8,
                "nodes": 4, "multiplier": 4, "stem_multiplier": 2, "workers": 0, "log_every": 0,
                "lr": 0.05, "arch_lr": 3e-3, "seed": 0}
+DEMO_TRAIN = {"dataset": "digits", "batch_size": 64, "layers": 6, "init_channels": 16, "workers": 0,
+              "log_every": 0, "lr": 0.05, "drop_path_prob": 0.1, "seed": 0}
+DEMO_TRAIN_EPOCHS = 20
 
 
 def _flag(name: str) -> str:
@@ -67,7 +78,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
         help_text = f"{meta.get('help', '')} (default: {shown})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
-        if hint is bool:
+        if hint is bool or (get_origin(hint) is not None and bool in get_args(hint)):
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = _converter(hint)
@@ -91,6 +102,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(search)
     add_config_flags(search, SearchConfig)
 
+    train = sub.add_parser("train", help="train the network built from a genotype", epilog=TRAIN_EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--config", metavar="FILE", help="YAML file of config keys (flags override it)")
+    train.add_argument("--resume", metavar="RUN", help="continue the training run in RUN from its latest checkpoint")
+    _add_verbosity(train)
+    add_config_flags(train, TrainConfig)
+
+    evaluate = sub.add_parser("evaluate", help="test accuracy, parameters, multiply-adds and speed of a trained "
+                                               "network")
+    evaluate.add_argument("source", metavar="RUN_OR_CHECKPOINT", help="a training run directory or checkpoint file")
+    evaluate.add_argument("--dataset", help="data set to test on (default: the one it was trained on)")
+    evaluate.add_argument("--data", metavar="DIR", help="data folder (default: the training run's)")
+    evaluate.add_argument("--batch-size", type=int, default=256, help="batch size (default: 256)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    evaluate.add_argument("--workers", type=int, default=2, help="data loader workers (default: 2)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_verbosity(evaluate)
+
+    derive = sub.add_parser("derive", help="derive the genotype of any epoch from a search run's alpha history")
+    derive.add_argument("run", metavar="RUN", help="a search run directory")
+    derive.add_argument("--epoch", type=int, help="epoch (0: the initial alphas; default: the last)")
+    derive.add_argument("--out", metavar="FILE", help="write the genotype as JSON")
+    _add_verbosity(derive)
+
+    info = sub.add_parser("info", help="parameters and multiply-adds of a genotype's network, without training")
+    info.add_argument("--genotype", required=True, metavar="PATH|NAME", help="genotype file or published name")
+    info.add_argument("--dataset", default="cifar10", help="data set preset: classes, image size (default: "
+                                                           "cifar10)")
+    info.add_argument("--data", metavar="DIR", help="data folder (imagefolder/imagenet: to count classes)")
+    info.add_argument("--init-channels", type=int, help="C (default: 36, or 48 with the ImageNet stem)")
+    info.add_argument("--layers", type=int, help="cells (default: 20, or 14 with the ImageNet stem)")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_verbosity(info)
+
     geno = sub.add_parser("genotype", help="read a genotype (JSON, classic text or published name), print or convert it")
     geno.add_argument("source", help="genotype file (JSON or classic text), FILE::NAME, or a published name "
                                      "such as DARTS_V2")
@@ -100,8 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(geno)
 
     demo = sub.add_parser("demo", help="a short search on the built-in digits data (no download)")
-    demo.add_argument("--out", metavar="DIR", help="run directory (default: runs/demo-<time>)")
-    demo.add_argument("--epochs", type=int, default=DEMO_SEARCH["epochs"], help="search epochs")
+    demo.add_argument("--out", metavar="DIR", help="folder for the demo's runs (default: runs/demo-digits-<time>)")
+    demo.add_argument("--epochs", type=int, default=DEMO_SEARCH["epochs"], help="search epochs (default: %(default)s)")
+    demo.add_argument("--train-epochs", type=int, default=DEMO_TRAIN_EPOCHS,
+                      help="training epochs of the found cell (default: %(default)s)")
     _add_verbosity(demo)
     return parser
 
@@ -173,9 +220,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(SearchConfig, args.config, overrides)
         path = Path(cfg.out) if cfg.out else default_run_path("search", cfg.dataset)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise DartsNASError(f"run directory {path} exists and is not empty; pick another --out "
-                                "(or continue it with --resume)")
+        _refuse_non_empty(path)
         search = Search(cfg)  # data and network first: a bad input fails before anything is written
         run = RunDir.create(path)
         cfg.out = str(run.path)
@@ -197,8 +242,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _saved_config(cfg: SearchConfig) -> dict[str, Any]:
-    values = cfg.to_dict()
-    values.pop("out", None)  # the run is the folder holding this file; repeating the run makes a new one
+    values = _saved(cfg)  # no `out`: the run is the folder holding this file; repeating the run makes a new one
     if values.get("primitives") is None:
         from .engine.search import build_space
 
@@ -206,9 +250,130 @@ def _saved_config(cfg: SearchConfig) -> dict[str, Any]:
     return values
 
 
-def _config_header() -> str:
-    return (f"dartsnas {_version()} search config; repeat with: dartsnas search --config THIS_FILE\n"
+def _config_header(kind: str = "search") -> str:
+    return (f"dartsnas {_version()} {kind} config; repeat with: dartsnas {kind} --config THIS_FILE\n"
             "(the run directory is not stored: a repeat writes a new one)")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .engine.train import RESUME_LOCKED, Trainer
+    from .runs import RunDir, default_run_path
+
+    overrides = _overrides(args, TrainConfig)
+    if args.resume:
+        if args.config:
+            raise DartsNASError("--resume takes the config from the run; leave out --config")
+        run = RunDir.open(args.resume)
+        saved = read_yaml(run.config_path)
+        changed = [k for k in RESUME_LOCKED if k in overrides and overrides[k] != saved.get(k)]
+        if changed:
+            k = changed[0]
+            raise DartsNASError(f"--resume cannot change {k} (run has {saved.get(k)!r}, asked {overrides[k]!r}); "
+                                "only --epochs and run-time options may change")
+        cfg = load_config(TrainConfig, None, {**saved, **overrides})
+        state = run.load_checkpoint()
+        from .genotype import Genotype
+
+        trainer = Trainer(cfg, Genotype.from_dict(state["net_args"]["genotype"]))
+        trainer.load_state_dict(state)
+        if trainer.epoch >= cfg.epochs:
+            raise DartsNASError(f"{run.path} already finished {trainer.epoch} epochs; pass --epochs N > "
+                                f"{trainer.epoch} to extend it")
+        cfg.out = str(run.path)
+        run.write_config(_saved(cfg), header=_config_header("train"))
+        logger.info("resuming %s after epoch %d of %d", run.path, trainer.epoch, cfg.epochs)
+    else:
+        cfg = load_config(TrainConfig, args.config, overrides)
+        genotype = resolve_train_genotype(cfg)
+        path = Path(cfg.out) if cfg.out else default_run_path("train", cfg.dataset)
+        _refuse_non_empty(path)
+        trainer = Trainer(cfg, genotype)
+        run = RunDir.create(path)
+        cfg.out = str(run.path)
+        run.write_config(_saved(cfg), header=_config_header("train"))
+        from .genotype import save_genotype
+
+        save_genotype(genotype, run.path / "genotype.json")
+        logger.info("training run directory: %s", run.path)
+        logger.info("%s: %s parameters (%s with the auxiliary head), %s multiply-adds per image, %d train / %d "
+                    "test images, %s", cfg.dataset, f"{trainer.params:,}", f"{trainer.params_with_aux:,}",
+                    f"{trainer.macs:,}", len(trainer.train_loader.dataset), len(trainer.test_loader.dataset),
+                    trainer.device)
+    handler = _log_to_file(run.path / "log.txt")
+    try:
+        result = trainer.run(run)
+    finally:
+        logging.getLogger("dartsnas").removeHandler(handler)
+        handler.close()
+    print(f"run directory: {run.path}")
+    print(f"test accuracy after {result.final['epochs']} epochs: {result.final['test_acc']:.2f}% "
+          f"(top-5 {result.final['test_top5']:.2f}%)")
+    return 0
+
+
+def resolve_train_genotype(cfg: TrainConfig):
+    """The genotype named by --genotype, or the one a search run saved (--from-run, --epoch)."""
+    from .genotype import load_genotype
+    from .runs import RunDir
+
+    if cfg.genotype is not None:
+        return load_genotype(cfg.genotype)
+    run = RunDir.open(cfg.from_run)
+    if cfg.epoch is None and not run.genotype_path.exists():
+        done = sorted(run.path.glob("genotypes/epoch_*.json"))
+        if not done:
+            raise DartsNASError(f"{run.path} has no genotype yet (no genotype.json, no genotypes/epoch_*.json)")
+        return load_genotype(done[-1])
+    return run.epoch_genotype(cfg.epoch)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from .engine.evaluate import evaluate_checkpoint, format_report
+
+    report = evaluate_checkpoint(args.source, dataset=args.dataset, data=args.data, batch_size=args.batch_size,
+                                 device=args.device, workers=args.workers)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    from .genotype import save_genotype
+    from .runs import derive_from_history
+
+    genotype, epoch = derive_from_history(args.run, args.epoch)
+    if args.out:
+        save_genotype(genotype, args.out)
+        logger.info("wrote %s", args.out)
+    print(f"epoch {epoch}: {genotype}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import json
+
+    from .engine.evaluate import genotype_info, format_report
+
+    report = genotype_info(args.genotype, dataset=args.dataset, data=args.data, init_channels=args.init_channels,
+                           layers=args.layers)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def _refuse_non_empty(path: Path) -> None:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise DartsNASError(f"run directory {path} exists and is not empty; pick another --out "
+                            "(or continue it with --resume)")
+
+
+def _saved(cfg) -> dict[str, Any]:
+    values = cfg.to_dict()
+    values.pop("out", None)
+    return values
 
 
 def cmd_genotype(args: argparse.Namespace) -> int:
@@ -228,21 +393,37 @@ def cmd_genotype(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole story on the built-in digits: search, train the found cell, evaluate it."""
     from .runs import default_run_path
 
-    out = args.out or str(default_run_path("demo", "digits"))
-    argv = ["search", "--out", out, "--epochs", str(args.epochs)]
+    base = Path(args.out) if args.out else default_run_path("demo", "digits")
+    _refuse_non_empty(base)
+    quiet = ["--quiet"] if args.quiet else []
+    search_argv = ["search", "--out", str(base / "search"), "--epochs", str(args.epochs)] + quiet
     for key, value in DEMO_SEARCH.items():
-        if key == "epochs":
-            continue
-        argv += [_flag(key), str(value)]
-    if args.quiet:
-        argv.append("--quiet")
-    logger.info("demo: a %d-epoch DARTS search on scikit-learn's 8x8 digits (no download)", args.epochs)
-    return main(argv, _configured=True)
+        if key != "epochs":
+            search_argv += [_flag(key), str(value)]
+    logger.info("demo 1/3: a %d-epoch DARTS search on scikit-learn's 8x8 digits (no download)", args.epochs)
+    code = main(search_argv, _configured=True)
+    if code:
+        return code
+    train_argv = ["train", "--from-run", str(base / "search"), "--out", str(base / "train"),
+                  "--epochs", str(args.train_epochs)] + quiet
+    for key, value in DEMO_TRAIN.items():
+        train_argv += [_flag(key), str(value)]
+    logger.info("demo 2/3: training the found cell for %d epochs", args.train_epochs)
+    code = main(train_argv, _configured=True)
+    if code:
+        return code
+    logger.info("demo 3/3: evaluating the trained network on the 300 test digits")
+    code = main(["evaluate", str(base / "train"), "--workers", "0"] + quiet, _configured=True)
+    if code == 0:
+        print(f"demo runs: {base}/search, {base}/train (evaluation in {base}/train/evaluation.json)")
+    return code
 
 
-COMMANDS = {"search": cmd_search, "genotype": cmd_genotype, "demo": cmd_demo}
+COMMANDS = {"search": cmd_search, "train": cmd_train, "evaluate": cmd_evaluate, "derive": cmd_derive,
+            "info": cmd_info, "genotype": cmd_genotype, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None, *, _configured: bool = False) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -100,6 +99,103 @@ class SearchConfig:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class TrainConfig:
+    """Training of the discrete network. Defaults are the paper's CIFAR-10 setting (Section 3.3);
+    ``recipe: imagenet`` switches the defaults to its ImageNet setting (see ``RECIPES``)."""
+
+    genotype: str | None = field(default=None, metadata=help_(
+        "genotype file (JSON or classic text), FILE::NAME, or a published name such as DARTS_V2",
+        metavar="PATH|NAME"))
+    from_run: str | None = field(default=None, metadata=help_("take the genotype a search run saved",
+                                                              metavar="RUN"))
+    epoch: int | None = field(default=None, metadata=help_("with --from-run: the genotype after this epoch "
+                                                           "(default: the final one)"))
+    recipe: str = field(default="cifar", metadata=help_(
+        "default settings: cifar (the paper's CIFAR training) or imagenet (its ImageNet training)",
+        choices=["cifar", "imagenet"]))
+    dataset: str = field(default="cifar10", metadata=help_("data set: cifar10, cifar100, imagefolder, imagenet, "
+                                                           "digits"))
+    data: str = field(default="data", metadata=help_("folder holding the data set", metavar="DIR"))
+    epochs: int = field(default=600, metadata=help_("training epochs"))
+    batch_size: int = field(default=96, metadata=help_("batch size"))
+    layers: int = field(default=20, metadata=help_("cells in the network"))
+    init_channels: int = field(default=36, metadata=help_("channels C of the first cells"))
+    stem: str = field(default="auto", metadata=help_("auto (imagenet for 224-px data), cifar or imagenet",
+                                                     choices=["auto", "cifar", "imagenet"]))
+    lr: float = field(default=0.025, metadata=help_("SGD learning rate"))
+    lr_min: float = field(default=0.0, metadata=help_("final learning rate of the cosine schedule"))
+    scheduler: str = field(default="cosine", metadata=help_(
+        "cosine (to --lr-min) or step (times --lr-gamma every epoch)", choices=["cosine", "step"]))
+    lr_gamma: float = field(default=0.97, metadata=help_("with --scheduler step: decay per epoch"))
+    momentum: float = field(default=0.9, metadata=help_("SGD momentum"))
+    weight_decay: float = field(default=3e-4, metadata=help_("weight decay"))
+    grad_clip: float = field(default=5.0, metadata=help_("clip the gradient norm to this (0: off)"))
+    auxiliary: bool | None = field(default=None, metadata=help_(
+        "auxiliary head at 2/3 depth (default: on where it fits, i.e. images of 32 px and more)"))
+    auxiliary_weight: float = field(default=0.4, metadata=help_("weight of the auxiliary loss"))
+    drop_path_prob: float = field(default=0.2, metadata=help_("drop-path probability, rising linearly from 0"))
+    cutout: int | None = field(default=None, metadata=help_("cutout length (default: the data set's: 16 on "
+                                                            "CIFAR, 0 off)"))
+    autoaugment: bool = field(default=False, metadata=help_("torchvision's AutoAugment policy"))
+    label_smoothing: float = field(default=0.0, metadata=help_("label smoothing of the loss"))
+    amp: str = field(default="off", metadata=help_("mixed precision: off, bf16 or fp16 (fp16 with a grad scaler)",
+                                                   choices=["off", "bf16", "fp16"]))
+    channels_last: bool = field(default=False, metadata=help_("channels-last memory format"))
+    val_portion: float = field(default=0.0, metadata=help_(
+        "hold out this share of the training set for validation, which picks the best checkpoint (0: none)"))
+    seed: int = field(default=0, metadata=help_("random seed"))
+    device: str = field(default="auto", metadata=help_("auto (CUDA when present), cpu, cuda, cuda:N"))
+    workers: int = field(default=2, metadata=help_("data loader worker processes"))
+    out: str | None = field(default=None, metadata=help_("run directory (default: runs/train-<dataset>-<time>)",
+                                                         metavar="DIR"))
+    download: bool = field(default=True, metadata=help_("download cifar10/cifar100 when missing and online"))
+    log_every: int = field(default=50, metadata=help_("log a line every N steps when not on a terminal (0: off)"))
+
+    def validate(self) -> "TrainConfig":
+        _check_types(self)
+        if (self.genotype is None) == (self.from_run is None):
+            raise ConfigError("pass exactly one of --genotype PATH|NAME and --from-run RUN")
+        if self.epoch is not None and self.from_run is None:
+            raise ConfigError("--epoch picks a genotype of a search run; use it with --from-run RUN")
+        for name in ("epochs", "batch_size", "layers", "init_channels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.epoch is not None and self.epoch < 0:
+            raise ConfigError(f"epoch must be >= 0, got {self.epoch}")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        for name in ("lr_min", "momentum", "weight_decay", "grad_clip", "auxiliary_weight", "workers", "log_every",
+                     "label_smoothing"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.cutout is not None and self.cutout < 0:
+            raise ConfigError(f"cutout must be >= 0, got {self.cutout}")
+        if not 0.0 <= self.drop_path_prob < 1.0:
+            raise ConfigError(f"drop_path_prob must be in [0, 1), got {self.drop_path_prob}")
+        if not 0.0 < self.lr_gamma <= 1.0:
+            raise ConfigError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}")
+        if not 0.0 <= self.val_portion < 1.0:
+            raise ConfigError(f"val_portion must be in [0, 1), got {self.val_portion}")
+        if not self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be below 1, got {self.label_smoothing}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# The paper's ImageNet training (Section 3.4): applied under the config file and flags when recipe=imagenet.
+RECIPES: dict[str, dict[str, Any]] = {
+    "cifar": {},
+    "imagenet": {"epochs": 250, "batch_size": 128, "lr": 0.1, "scheduler": "step", "lr_gamma": 0.97,
+                 "weight_decay": 3e-5, "label_smoothing": 0.1, "auxiliary_weight": 0.4, "layers": 14,
+                 "init_channels": 48, "stem": "imagenet", "drop_path_prob": 0.0, "dataset": "imagenet"},
+}
+
+
 def _type_matches(value: Any, hint: Any) -> bool:
     origin = get_origin(hint)
     args = get_args(hint)
@@ -177,14 +273,16 @@ def dump_yaml(values: dict[str, Any]) -> str:
 
 
 def load_config(cls: type, path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Any:
-    """defaults < YAML file < overrides."""
+    """defaults < (a recipe's defaults, for training) < YAML file < overrides."""
     values: dict[str, Any] = {}
     if path is not None:
         values.update(read_yaml(path))
     if overrides:
         values.update(overrides)
+    if cls is TrainConfig:
+        recipe = values.get("recipe", "cifar")
+        if recipe not in RECIPES:
+            raise ConfigError(f"unknown recipe {recipe!r}; known: {', '.join(RECIPES)}")
+        values = {**RECIPES[recipe], **values}
     return from_dict(cls, values, source=str(path) if path is not None else "config")
 
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")

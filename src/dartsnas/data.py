@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 SPLITS = ("train", "test")
-TRANSFORMS = ("train", "test", "none")
+TRANSFORMS = ("train", "autoaugment", "test", "none")  # autoaugment: train + AutoAugment
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -97,7 +97,9 @@ def load_split(
 ) -> tuple[Dataset, DatasetInfo]:
     """Load the ``"train"`` or ``"test"`` split of data set ``name`` from ``root``.
 
-    ``transform`` is ``"train"`` (augmentation + normalisation), ``"test"`` (normalisation only) or
+    ``transform`` is ``"train"`` (augmentation + normalisation), ``"autoaugment"`` (the train transform
+    with torchvision's AutoAugment policy: CIFAR-10's for small images, ImageNet's for large ones),
+    ``"test"`` (normalisation only) or
     ``"none"`` (the raw samples: PIL images, or unnormalised [0, 1] tensors for ``digits``).
     ``cutout`` > 0 appends a :class:`Cutout` of that length to the train transform (off by default;
     the preset's ``cutout_length`` is the usual value for training, not for search).
@@ -107,8 +109,10 @@ def load_split(
     if transform not in TRANSFORMS:
         raise DataError(f"unknown transform {transform!r}; pass one of {', '.join(TRANSFORMS)}")
     builder = DATASETS.get(name)
+    if transform == "autoaugment" and builder.in_memory:
+        raise DataError(f"AutoAugment needs RGB images; {name} has none: leave out --autoaugment")
     dataset, info = builder.load(_as_path(root), split, transform, download)
-    if cutout > 0 and transform == "train":
+    if cutout > 0 and transform in ("train", "autoaugment"):
         dataset = _with_extra_transform(dataset, Cutout(cutout))
     return dataset, info
 
@@ -324,7 +328,18 @@ def _cifar_transform(info: DatasetInfo, transform: str):
     if transform == "test":
         return T.Compose(normalize)
     size = info.image_size
-    return T.Compose([T.RandomCrop(size, padding=size // 8, pad_if_needed=True), T.RandomHorizontalFlip()] + normalize)
+    return T.Compose([T.RandomCrop(size, padding=size // 8, pad_if_needed=True), T.RandomHorizontalFlip()]
+                     + _autoaugment(transform, small=True) + normalize)
+
+
+def _autoaugment(transform: str, *, small: bool) -> list:
+    """torchvision's AutoAugment (on PIL images, before ToTensor) when asked for."""
+    if transform != "autoaugment":
+        return []
+    from torchvision import transforms as T
+
+    policy = T.AutoAugmentPolicy.CIFAR10 if small else T.AutoAugmentPolicy.IMAGENET
+    return [T.AutoAugment(policy)]
 
 
 def _cifar_builder(name: str, pretty: str, num_classes: int, mean, std, archive_hint: str) -> DatasetBuilder:
@@ -488,14 +503,14 @@ def _folder_transform(info: DatasetInfo, transform: str):
         if transform == "test":
             return T.Compose([T.CenterCrop(size)] + normalize)
         return T.Compose([T.RandomCrop(size, padding=size // 8, pad_if_needed=True), T.RandomHorizontalFlip()]
-                         + normalize)
+                         + _autoaugment(transform, small=True) + normalize)
     if transform == "test":
         return T.Compose([T.Resize(256), T.CenterCrop(224)] + normalize)
     return T.Compose([
         T.RandomResizedCrop(224),
         T.RandomHorizontalFlip(),
         T.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2),
-    ] + normalize)
+    ] + _autoaugment(transform, small=False) + normalize)
 
 
 def _folder_builder(name: str, info_fn: Callable[[Path | None], DatasetInfo]) -> DatasetBuilder:

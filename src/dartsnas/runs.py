@@ -6,12 +6,15 @@
     RUN/genotypes/epoch_NNN.json the genotype after epoch NNN (counted from 1)
     RUN/alphas.npz               raw alpha history: row 0 initial, row N after epoch N (+ softmax view)
     RUN/checkpoints/last.pt      the latest checkpoint (torch.load(..., weights_only=True))
+    RUN/checkpoints/best.pt      training with a validation split: the best checkpoint on validation data
+    RUN/final.json               training: the final figures (test accuracy, parameters, multiply-adds)
     RUN/log.txt                  the log lines
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import tempfile
 import time
@@ -174,11 +177,14 @@ class RunDir:
             raise ConfigError(f"cannot read the alpha history {self.alphas_path}: {e}") from None
 
     # -- checkpoints -----------------------------------------------------------------------------------------
-    def save_checkpoint(self, state: dict[str, Any]) -> Path:
+    def save_checkpoint(self, state: dict[str, Any], name: str = "last.pt") -> Path:
         state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
         buf = io.BytesIO()
         torch.save(state, buf)
-        return atomic_write_bytes(self.checkpoint_path, buf.getvalue())
+        return atomic_write_bytes(self.checkpoint_path.with_name(name), buf.getvalue())
+
+    def write_json(self, name: str, data: Any) -> Path:
+        return atomic_write_text(self.path / name, json.dumps(data, indent=2) + "\n")
 
     def load_checkpoint(self, map_location: Any = "cpu") -> dict[str, Any]:
         return load_checkpoint(self.checkpoint_path, map_location=map_location)
@@ -206,3 +212,27 @@ def _fmt(v: Any) -> Any:
     if isinstance(v, float):
         return f"{v:.6g}"
     return v
+
+
+def derive_from_history(run_path: str | Path, epoch: int | None = None) -> tuple[Genotype, int]:
+    """Re-derive the genotype after ``epoch`` (default: the last saved) from a search run's raw alpha history."""
+    from .config import read_yaml
+    from .genotype import derive_genotype, softmax
+
+    run = RunDir.open(run_path)
+    cfg = read_yaml(run.config_path)
+    history = run.read_alpha_history()
+    if "alpha_normal" not in history or "alpha_reduce" not in history:
+        raise ConfigError(f"{run.alphas_path} has no alpha_normal/alpha_reduce arrays: not a DARTS search history")
+    rows = history["alpha_normal"].shape[0]
+    last = rows - 1
+    epoch = last if epoch is None else epoch
+    if not 0 <= epoch <= last:
+        raise ConfigError(f"{run.path} has alphas for epochs 0 to {last}; pick --epoch in that range")
+    primitives = [str(p) for p in history["primitives"]]
+    nodes, multiplier = cfg.get("nodes"), cfg.get("multiplier")
+    if not isinstance(nodes, int) or not isinstance(multiplier, int):
+        raise ConfigError(f"{run.config_path} lacks nodes/multiplier; it is not a search run's config")
+    genotype = derive_genotype(softmax(history["alpha_normal"][epoch]), softmax(history["alpha_reduce"][epoch]),
+                               primitives, nodes, multiplier)
+    return genotype, epoch

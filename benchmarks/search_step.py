@@ -1,0 +1,390 @@
+"""Time one DARTS search iteration (architecture step + weight step) and its peak memory.
+
+    python benchmarks/search_step.py                       # the paper's supernet, orders 1 and 2, batch 64 and 32
+    python benchmarks/search_step.py --orders 2 --batch-sizes 32 --out bench.json
+    python benchmarks/search_step.py --quick --impl ours   # tiny shapes, a few seconds
+
+Prints JSON on stdout and a short table on stderr. Every (implementation, order, batch size) runs in its own
+process, so that its peak memory (``ru_maxrss``, or ``torch.cuda.max_memory_allocated`` on a GPU) is its own.
+
+When ``../shared/yardstick`` exists beside the repository, the original-style DARTS step in it is timed side by
+side (reference then ours for each configuration, as its README asks) and every configuration gets a speed-up
+(yardstick time / our time) and a memory ratio (our peak / yardstick peak, growth over the process baseline).
+The yardstick is loaded from there at run time only; nothing of it lives in this repository.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+YARDSTICK_DIR = Path(__file__).resolve().parents[2] / "shared" / "yardstick"
+IMPLS = ("ours", "yardstick")
+
+# Full-size defaults (the paper's search network) and the tiny --quick ones; explicit options win over both.
+DEFAULTS = dict(batch_sizes="64,32", warmup=2, iters=5, init_channels=16, layers=8, nodes=4)
+QUICK = dict(batch_sizes="8", warmup=1, iters=2, init_channels=4, layers=3, nodes=4)
+
+
+# -- options ---------------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch-sizes", default=None, help="comma-separated (default 64,32; --quick: 8)")
+    p.add_argument("--orders", default="1,2", help="comma-separated architecture-step orders (default 1,2)")
+    p.add_argument("--impl", default=None,
+                   help="comma-separated from ours,yardstick (default: ours, plus yardstick when "
+                        f"{YARDSTICK_DIR} exists)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default 2; --quick: 1)")
+    p.add_argument("--iters", type=int, default=None, help="timed iterations (default 5; --quick: 2)")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each worker (default 2)")
+    p.add_argument("--init-channels", type=int, default=None, help="C of the supernet (default 16; --quick: 4)")
+    p.add_argument("--layers", type=int, default=None, help="cells (default 8; --quick: 3)")
+    p.add_argument("--nodes", type=int, default=None, help="intermediate nodes per cell (default 4)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                   help="cpu (default), cuda, or auto (cuda when available)")
+    p.add_argument("--include-weight-step", action="store_true",
+                   help="also time a weight step alone (after the search iterations)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=0,
+                   help="seconds per worker before it is killed and reported as an error (default 0: none)")
+    p.add_argument("--out", type=Path, default=None, help="also write the JSON to this file")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny run for tests: C=4, 3 layers, batch 8, 1 warm-up, 2 timed iterations")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    base = QUICK if args.quick else DEFAULTS
+    for key, value in base.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    try:
+        args.batch_sizes = [int(b) for b in str(args.batch_sizes).split(",") if b.strip()]
+        args.orders = [int(o) for o in str(args.orders).split(",") if o.strip()]
+    except ValueError:
+        p.error("--batch-sizes and --orders take comma-separated whole numbers, e.g. --batch-sizes 64,32")
+    if not args.batch_sizes or min(args.batch_sizes) < 1:
+        p.error("--batch-sizes needs at least one size >= 1")
+    if not args.orders or any(o not in (1, 2) for o in args.orders):
+        p.error("--orders takes 1 and/or 2, e.g. --orders 1,2")
+    for name in ("warmup", "threads", "init_channels", "layers", "nodes"):
+        if getattr(args, name) < (0 if name == "warmup" else 1):
+            p.error(f"--{name.replace('_', '-')} is too small: {getattr(args, name)}")
+    if args.iters < 1:
+        p.error("--iters must be >= 1")
+
+    if args.impl is None:
+        args.impl = ["ours"] + (["yardstick"] if YARDSTICK_DIR.is_dir() else [])
+    else:
+        args.impl = [i.strip() for i in args.impl.split(",") if i.strip()]
+        unknown = [i for i in args.impl if i not in IMPLS]
+        if unknown or not args.impl:
+            p.error(f"--impl: unknown {', '.join(unknown) or '(empty)'}; known: {', '.join(IMPLS)}")
+        if "yardstick" in args.impl and not YARDSTICK_DIR.is_dir():
+            p.error(f"--impl yardstick needs {YARDSTICK_DIR}, which is not there")
+    # The reference first in each pair, as the yardstick README asks.
+    args.impl = [i for i in ("yardstick", "ours") if i in args.impl]
+    return args
+
+
+# -- the worker: one implementation, one order, one batch size ----------------------------------------------------
+def _maxrss_mib() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def _warm_torch() -> None:
+    """Run torch's lazily loaded machinery once before the memory baseline: the first optimizer step imports
+    ``torch._dynamo`` (about 150 MiB of RSS on torch 2.14), which either implementation would pay and which has
+    nothing to do with the configuration being measured."""
+    import torch
+
+    p = torch.nn.Parameter(torch.zeros(4))
+    p.grad = torch.ones(4)
+    torch.optim.SGD([p], 0.1, momentum=0.9, weight_decay=1e-4).step()
+    torch.optim.Adam([p], 1e-3, betas=(0.5, 0.999), weight_decay=1e-3).step()
+    torch.nn.utils.clip_grad_norm_([p], 5.0)
+
+
+def _import_impl(impl: str):
+    if impl == "yardstick":
+        if str(YARDSTICK_DIR) not in sys.path:
+            sys.path.insert(0, str(YARDSTICK_DIR))
+        import refdarts
+
+        return refdarts
+    import dartsnas
+
+    return dartsnas
+
+
+def _build(impl: str, args: argparse.Namespace, order: int, device):
+    """(network, weight optimizer, search_step, weight_step) for one implementation."""
+    import torch
+    import torch.nn.functional as F
+
+    if impl == "yardstick":
+        refdarts = _import_impl("yardstick")
+        net = refdarts.Network(args.init_channels, 10, args.layers, args.nodes, args.nodes).to(device)
+        w_opt = torch.optim.SGD(net.weights(), 0.025, momentum=0.9, weight_decay=3e-4)
+        arch = refdarts.Architect(net, order=order)
+
+        def arch_step(xt, yt, xv, yv):
+            arch.step(xt, yt, xv, yv, 0.025, w_opt)
+
+        def weight_step(x, y):  # as the 2018 code does it (the alpha gradients are computed too)
+            w_opt.zero_grad()
+            net.loss(x, y).backward()
+            torch.nn.utils.clip_grad_norm_(net.weights(), 5.0)
+            w_opt.step()
+    else:
+        from dartsnas import Architect, SearchNetwork, SearchSpace
+
+        space = SearchSpace(nodes=args.nodes, multiplier=args.nodes)
+        net = SearchNetwork(space, C=args.init_channels, num_classes=10, layers=args.layers).to(device)
+        w_opt = torch.optim.SGD(net.weights(), 0.025, momentum=0.9, weight_decay=3e-4)
+        arch = Architect(net, order=order, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
+
+        def arch_step(xt, yt, xv, yv):
+            arch.step((xt, yt), (xv, yv), w_opt)
+
+        def weight_step(x, y):  # as dartsnas.engine.search does it: no alpha gradient in the weight step
+            w_opt.zero_grad(set_to_none=True)
+            alphas = net.alphas()
+            for a in alphas:
+                a.requires_grad_(False)
+            try:
+                F.cross_entropy(net(x), y).backward()
+            finally:
+                for a in alphas:
+                    a.requires_grad_(True)
+            torch.nn.utils.clip_grad_norm_(net.weights(), 5.0)
+            w_opt.step()
+
+    net.train()
+    n_weights = sum(p.numel() for p in net.weights())
+    return net, n_weights, arch_step, weight_step
+
+
+def run_worker(args: argparse.Namespace) -> dict:
+    import torch
+
+    impl, order, batch = args.impl[0], args.orders[0], args.batch_sizes[0]
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    # The same inputs for every implementation: a fresh random batch per iteration (one batch repeated over-fits
+    # and drifts into denormals), all made before timing so that the RNG is not timed.
+    gen = torch.Generator().manual_seed(args.seed)
+    n_batches = args.warmup + args.iters
+
+    def make_batch():
+        return (torch.randn(batch, 3, 32, 32, generator=gen).to(device),
+                torch.randint(0, 10, (batch,), generator=gen).to(device))
+
+    batches = [(make_batch(), make_batch()) for _ in range(n_batches)]
+    _warm_torch()
+    _import_impl(impl)  # module imports are not part of the configuration's memory either
+    if cuda:
+        sync()
+        torch.cuda.reset_peak_memory_stats(device)
+        cuda_base = torch.cuda.memory_allocated(device)
+    rss_base = _maxrss_mib()
+
+    torch.manual_seed(args.seed)
+    net, n_weights, arch_step, weight_step = _build(impl, args, order, device)
+
+    times, arch_times = [], []
+    for i, ((xt, yt), (xv, yv)) in enumerate(batches):
+        sync()
+        t0 = time.perf_counter()
+        arch_step(xt, yt, xv, yv)
+        sync()
+        t1 = time.perf_counter()
+        weight_step(xt, yt)
+        sync()
+        t2 = time.perf_counter()
+        if i >= args.warmup:
+            times.append(t2 - t0)
+            arch_times.append(t1 - t0)
+
+    median = statistics.median(times)
+    result = {
+        "impl": impl, "order": order, "batch": batch,
+        "median_s": median, "min_s": min(times), "times_s": times,
+        "arch_step_median_s": statistics.median(arch_times),
+        "images_per_s": batch / median,
+        "peak_rss_mib": _maxrss_mib(), "peak_rss_delta_mib": _maxrss_mib() - rss_base,
+        "weights": n_weights,
+    }
+    if cuda:
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        result.update(peak_cuda_mib=peak, peak_cuda_delta_mib=peak - cuda_base / 2**20)
+
+    if args.include_weight_step:  # after the peak above was read: it is the search iteration's alone
+        w_times = []
+        for i in range(n_batches):
+            (xt, yt), _ = batches[i % len(batches)]
+            sync()
+            t0 = time.perf_counter()
+            weight_step(xt, yt)
+            sync()
+            if i >= args.warmup:
+                w_times.append(time.perf_counter() - t0)
+        result.update(weight_step_median_s=statistics.median(w_times), weight_step_min_s=min(w_times),
+                      weight_step_times_s=w_times)
+    return result
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    try:
+        result = run_worker(args)
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        result = {"error": f"{type(exc).__name__}: {message}"[:500]}
+        code = 1
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return code
+
+
+# -- the parent: one subprocess per configuration, then ratios -----------------------------------------------------
+def _worker_command(args: argparse.Namespace, impl: str, order: int, batch: int, device: str) -> list[str]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker",
+           "--impl", impl, "--orders", str(order), "--batch-sizes", str(batch),
+           "--warmup", str(args.warmup), "--iters", str(args.iters), "--threads", str(args.threads),
+           "--init-channels", str(args.init_channels), "--layers", str(args.layers), "--nodes", str(args.nodes),
+           "--device", device, "--seed", str(args.seed)]
+    if args.include_weight_step:
+        cmd.append("--include-weight-step")
+    return cmd
+
+
+def run_config(args: argparse.Namespace, impl: str, order: int, batch: int, device: str) -> dict:
+    entry = {"impl": impl, "order": order, "batch": batch}
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    try:
+        proc = subprocess.run(_worker_command(args, impl, order, batch, device), capture_output=True, text=True,
+                              cwd=REPO_ROOT, env=env, timeout=args.timeout or None)
+    except subprocess.TimeoutExpired:
+        return {**entry, "error": f"timed out after {args.timeout:g} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        result = None
+    if isinstance(result, dict) and (proc.returncode == 0 or "error" in result):
+        return {**entry, **result}
+    if proc.returncode < 0:
+        why = f"killed by signal {-proc.returncode}" + (" (out of memory?)" if proc.returncode == -9 else "")
+    else:
+        err = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        why = f"exit code {proc.returncode}: " + (err[-1].strip() if err else "no output")
+    return {**entry, "error": why[:500]}
+
+
+def _ratios(results: list[dict], orders: list[int], batches: list[int], cuda: bool) -> list[dict]:
+    by_key = {(r["impl"], r["order"], r["batch"]): r for r in results if "error" not in r}
+    mem_key = "peak_cuda_delta_mib" if cuda else "peak_rss_delta_mib"
+    out = []
+    for order in orders:
+        for batch in batches:
+            ref, ours = by_key.get(("yardstick", order, batch)), by_key.get(("ours", order, batch))
+            if ref is None or ours is None:
+                continue
+            row = {"order": order, "batch": batch,
+                   "speedup_vs_yardstick": ref["median_s"] / ours["median_s"],
+                   "memory_ratio_vs_yardstick": ours[mem_key] / ref[mem_key] if ref[mem_key] > 0 else None,
+                   "memory_metric": mem_key,
+                   "peak_rss_ratio_vs_yardstick": ours["peak_rss_mib"] / ref["peak_rss_mib"]}
+            if "weight_step_median_s" in ref and "weight_step_median_s" in ours:
+                row["weight_step_speedup_vs_yardstick"] = ref["weight_step_median_s"] / ours["weight_step_median_s"]
+            out.append(row)
+    return out
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def print_table(report: dict, file=sys.stderr) -> None:
+    cuda = report["machine"]["device"].startswith("cuda")
+    mem = "cuda MiB" if cuda else "RSS MiB"
+    print(f"{'impl':<10} {'order':>5} {'batch':>5} {'median s':>9} {'min s':>8} {'img/s':>7} "
+          f"{'peak ' + mem:>14} {'growth':>8}", file=file)
+    for r in report["results"]:
+        head = f"{r['impl']:<10} {r['order']:>5} {r['batch']:>5}"
+        if "error" in r:
+            print(f"{head}  error: {r['error']}", file=file)
+            continue
+        peak = r["peak_cuda_mib"] if cuda else r["peak_rss_mib"]
+        growth = r["peak_cuda_delta_mib"] if cuda else r["peak_rss_delta_mib"]
+        print(f"{head} {r['median_s']:>9.3f} {r['min_s']:>8.3f} {r['images_per_s']:>7.1f} {peak:>14.0f} "
+              f"{growth:>8.0f}", file=file)
+    for q in report["ratios"]:
+        print(f"order {q['order']} batch {q['batch']}: {_fmt(q['speedup_vs_yardstick'], '.2f')}x faster than the "
+              f"yardstick, memory growth {_fmt(q['memory_ratio_vs_yardstick'], '.2f')}x of its", file=file)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return worker_main(args)
+
+    import torch
+
+    if args.device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: no CUDA device is available here; use --device cpu or auto", file=sys.stderr)
+        return 2
+    else:
+        device = args.device
+    machine = {"platform": platform.platform(), "python": platform.python_version(),
+               "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+               "torch": torch.__version__, "threads": args.threads, "device": device}
+    if device == "cuda":
+        machine["device_name"] = torch.cuda.get_device_name(0)
+    config = {"impls": args.impl, "orders": args.orders, "batch_sizes": args.batch_sizes,
+              "warmup": args.warmup, "iters": args.iters, "init_channels": args.init_channels,
+              "layers": args.layers, "nodes": args.nodes, "num_classes": 10, "input": [3, 32, 32],
+              "include_weight_step": args.include_weight_step, "seed": args.seed, "quick": args.quick,
+              "yardstick": str(YARDSTICK_DIR) if "yardstick" in args.impl else None,
+              "timed": "architecture step + weight step (median over iterations, each on a fresh random batch)",
+              "images_per_s": "training images per second of search (each iteration also uses one validation batch)"}
+
+    results = []
+    for order in args.orders:
+        for batch in args.batch_sizes:
+            for impl in args.impl:  # yardstick first, then ours: a noisy minute hurts both sides of a pair
+                print(f"[bench] {impl} order {order} batch {batch} ...", file=sys.stderr, flush=True)
+                r = run_config(args, impl, order, batch, device)
+                results.append(r)
+                print("[bench]   " + (f"error: {r['error']}" if "error" in r else
+                                       f"median {r['median_s']:.3f} s, peak RSS {r['peak_rss_mib']:.0f} MiB"),
+                      file=sys.stderr, flush=True)
+
+    report = {"machine": machine, "config": config, "results": results,
+              "ratios": _ratios(results, args.orders, args.batch_sizes, device == "cuda")}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print_table(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Training of the discrete network built from a genotype (Section 3.3 of the DARTS paper).
+
+Each epoch (counted from 1) trains with the auxiliary loss and drop path, then measures the test set (and the
+held-out validation split when there is one), writes a metrics row and the latest checkpoint; a validation
+split also keeps the best checkpoint. The figure to report is the final epoch's test accuracy, as the paper does.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import Subset
+
+from ..config import TrainConfig
+from ..data import dataset_info, load_split, make_loader, search_split
+from ..errors import CheckpointError, ConfigError
+from ..genotype import Genotype
+from ..network import EvalNetwork
+from ..profile import count_macs, count_parameters
+from ..runs import RunDir
+from .common import Average, is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state
+
+logger = logging.getLogger(__name__)
+
+EpochHook = Callable[[dict[str, Any]], None]
+
+RESUME_LOCKED = ("genotype", "from_run", "epoch", "dataset", "layers", "init_channels", "stem", "auxiliary",
+                 "batch_size", "lr", "lr_min", "scheduler", "lr_gamma", "momentum", "weight_decay", "seed",
+                 "val_portion", "cutout", "autoaugment", "drop_path_prob", "auxiliary_weight", "label_smoothing")
+
+
+@dataclass
+class TrainResult:
+    run_dir: RunDir
+    final: dict[str, Any]
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Builds data, network and optimizer from a config and a genotype, then ``run(run_dir)`` trains."""
+
+    def __init__(self, cfg: TrainConfig, genotype: Genotype, *, show_progress: bool | None = None,
+                 hooks: Sequence[EpochHook] = ()):
+        cfg.validate()
+        self.cfg, self.genotype = cfg, genotype
+        self.show_progress = is_terminal() if show_progress is None else show_progress
+        self.hooks = list(hooks)
+        self.device = resolve_device(cfg.device)
+        seed_everything(cfg.seed)
+        info = dataset_info(cfg.dataset, cfg.data)
+        cutout = info.cutout_length if cfg.cutout is None else cfg.cutout
+        transform = "autoaugment" if cfg.autoaugment else "train"
+        train_set, info = load_split(cfg.dataset, cfg.data, "train", transform=transform, download=cfg.download,
+                                     cutout=cutout)
+        test_set, _ = load_split(cfg.dataset, cfg.data, "test", transform="test", download=False)
+        self.info = info
+        self.val_loader = None
+        if cfg.val_portion > 0:
+            train_idx, val_idx = search_split(len(train_set), 1.0 - cfg.val_portion, cfg.seed)
+            val_set, _ = load_split(cfg.dataset, cfg.data, "train", transform="test", download=False)
+            self.val_loader = make_loader(Subset(val_set, val_idx), batch_size=cfg.batch_size, shuffle=False,
+                                          workers=cfg.workers)
+            train_set = Subset(train_set, train_idx)
+        pin = self.device.type == "cuda"
+        self.train_loader = make_loader(train_set, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                        workers=cfg.workers, pin_memory=pin)
+        self.test_loader = make_loader(test_set, batch_size=cfg.batch_size, shuffle=False, workers=cfg.workers,
+                                       pin_memory=pin)
+        stem = cfg.stem if cfg.stem != "auto" else ("imagenet" if info.image_size >= 224 else "cifar")
+        auxiliary = info.auxiliary if cfg.auxiliary is None else cfg.auxiliary
+        if auxiliary and info.image_size < 32:
+            raise ConfigError(f"the auxiliary head needs images of 32 px or more; {info.name} has "
+                              f"{info.image_size} px: pass --no-auxiliary")
+        self.network = EvalNetwork(genotype, cfg.init_channels, info.num_classes, cfg.layers, auxiliary,
+                                   stem=stem, in_channels=info.channels)
+        self.input_size = (info.channels, info.image_size, info.image_size)
+        self.params = count_parameters(self.network)
+        self.params_with_aux = count_parameters(self.network, exclude_auxiliary=False)
+        self.macs = _safe_macs(self.network, self.input_size, cfg)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.network.to(self.device, memory_format=self.memory_format)
+        self.optimizer = torch.optim.SGD(self.network.parameters(), cfg.lr, momentum=cfg.momentum,
+                                         weight_decay=cfg.weight_decay)
+        if cfg.scheduler == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, float(cfg.epochs),
+                                                                        eta_min=cfg.lr_min)
+        else:
+            self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, 1, gamma=cfg.lr_gamma)
+        self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
+        self.epoch = 0
+        self.metrics: list[dict[str, Any]] = []
+        self.best_val: float | None = None
+
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "train",
+            "config": self.cfg.to_dict(),
+            "net_args": self.network.net_args(),
+            "dataset": {"name": self.info.name, "num_classes": self.info.num_classes,
+                        "image_size": self.info.image_size, "channels": self.info.channels},
+            "epoch": self.epoch,
+            "step": 0,
+            "model": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "loader_rng": self.train_loader.generator.get_state(),
+            "metrics": [dict(r) for r in self.metrics],
+            "best_val": self.best_val,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind") != "train":
+            raise CheckpointError(f"the checkpoint is from a {state.get('kind')!r} run, not a training run")
+        try:
+            self.network.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            sched = dict(state["scheduler"])
+            if "T_max" in sched:
+                sched["T_max"] = float(self.cfg.epochs)
+            self.scheduler.load_state_dict(sched)
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            self.train_loader.generator.set_state(state["loader_rng"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"the checkpoint does not match this network ({type(e).__name__})") from None
+        self.epoch = int(state["epoch"])
+        self.metrics = [dict(r) for r in state["metrics"]]
+        self.best_val = state.get("best_val")
+        if self.cfg.scheduler == "cosine":
+            lr = self.cfg.lr_min + (self.cfg.lr - self.cfg.lr_min) * (
+                1 + math.cos(math.pi * self.epoch / self.cfg.epochs)) / 2
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.scheduler._last_lr = [lr for _ in self.optimizer.param_groups]
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def run(self, run: RunDir) -> TrainResult:
+        cfg = self.cfg
+        while self.epoch < cfg.epochs:
+            epoch = self.epoch + 1
+            start = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            # drop path rises linearly from 0 (as in the paper's code: p * (epoch - 1) / epochs)
+            self.network.drop_path_prob = cfg.drop_path_prob * (epoch - 1) / cfg.epochs
+            train = self.train_epoch(epoch)
+            test = evaluate_loader(self.network, self.test_loader, self.device, memory_format=self.memory_format,
+                                   amp_dtype=self.amp_dtype)
+            self.scheduler.step()
+            self.epoch = epoch
+            row = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"]}
+            if self.val_loader is not None:
+                val = evaluate_loader(self.network, self.val_loader, self.device, memory_format=self.memory_format,
+                                      amp_dtype=self.amp_dtype)
+                row.update({"val_loss": val["loss"], "val_acc": val["acc"]})
+            row.update({"test_loss": test["loss"], "test_acc": test["acc"], "test_top5": test["top5"],
+                        "lr": lr, "drop_path_prob": self.network.drop_path_prob,
+                        "seconds": time.perf_counter() - start})
+            self.metrics.append(row)
+            run.write_metrics(self.metrics)
+            state = self.state_dict()
+            if self.val_loader is not None and (self.best_val is None or row["val_acc"] > self.best_val):
+                self.best_val = row["val_acc"]
+                state["best_val"] = self.best_val
+                run.save_checkpoint(state, name="best.pt")
+            run.save_checkpoint(state)
+            logger.info("epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  lr %.5f  %.1fs",
+                        epoch, cfg.epochs, row["train_loss"], row["train_acc"], row["test_loss"], row["test_acc"],
+                        lr, row["seconds"])
+            for hook in self.hooks:
+                hook({"epoch": epoch, "row": row, "run": run, "trainer": self})
+        last = self.metrics[-1] if self.metrics else {}
+        final = {"genotype": self.genotype.to_dict(), "dataset": cfg.dataset, "epochs": self.epoch,
+                 "test_acc": last.get("test_acc"), "test_top5": last.get("test_top5"),
+                 "test_loss": last.get("test_loss"), "params": self.params,
+                 "params_with_auxiliary": self.params_with_aux, "macs": self.macs,
+                 "best_val_acc": self.best_val}
+        run.write_json("final.json", final)
+        return TrainResult(run, final, list(self.metrics))
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        net, cfg = self.network, self.cfg
+        net.train()
+        avg = Average()
+        steps = len(self.train_loader)
+        bar = progress(self.train_loader, total=steps, desc=f"train epoch {epoch}/{cfg.epochs}",
+                       enabled=self.show_progress)
+        for step, (x, y) in enumerate(bar, start=1):
+            x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
+            y = y.to(self.device, non_blocking=True)
+            self.optimizer.zero_grad(set_to_none=True)
+            with _autocast(self.device, self.amp_dtype):
+                logits, logits_aux = net(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                total = loss
+                if logits_aux is not None:
+                    total = total + cfg.auxiliary_weight * F.cross_entropy(logits_aux, y,
+                                                                          label_smoothing=cfg.label_smoothing)
+            self.scaler.scale(total).backward()
+            if cfg.grad_clip > 0:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            avg.update(loss.detach().float(), logits.detach().float(), y)
+            if self.show_progress:
+                bar.set_postfix(loss=f"{avg.mean_loss:.3f}", acc=f"{avg.accuracy:.1f}")
+            elif cfg.log_every and step % cfg.log_every == 0:
+                logger.info("epoch %d step %d/%d  train loss %.4f acc %.2f%%", epoch, step, steps, avg.mean_loss,
+                            avg.accuracy)
+        return {"loss": avg.mean_loss, "acc": avg.accuracy}
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _safe_macs(network: nn.Module, input_size: tuple[int, int, int], cfg: TrainConfig) -> int:
+    try:
+        return count_macs(network, input_size)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"the network cannot run on {input_size[1]}x{input_size[2]} images with "
+                          f"layers={cfg.layers}, init_channels={cfg.init_channels}: {first}") from None
+
+
+@torch.no_grad()
+def evaluate_loader(network: nn.Module, loader, device: torch.device, *,
+                    memory_format: torch.memory_format = torch.contiguous_format,
+                    amp_dtype: torch.dtype | None = None, show_progress: bool = False) -> dict[str, float]:
+    """Top-1, top-5 and loss of ``network`` (which returns ``(logits, aux)``) over ``loader`` in eval mode."""
+    was_training = network.training
+    network.eval()
+    loss_sum, top1, top5, n = 0.0, 0, 0, 0
+    for x, y in progress(loader, total=len(loader), desc="evaluate", enabled=show_progress):
+        x = x.to(device, non_blocking=True, memory_format=memory_format)
+        y = y.to(device, non_blocking=True)
+        with _autocast(device, amp_dtype):
+            out = network(x)
+        logits = (out[0] if isinstance(out, tuple) else out).float()
+        loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+        k = min(5, logits.shape[1])
+        pred = logits.topk(k, dim=1).indices
+        hit = pred.eq(y.unsqueeze(1))
+        top1 += int(hit[:, 0].sum())
+        top5 += int(hit.any(dim=1).sum())
+        n += y.shape[0]
+    network.train(was_training)
+    n = max(n, 1)
+    return {"loss": loss_sum / n, "acc": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "images": n}
