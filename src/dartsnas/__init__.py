@@ -1,5 +1,6 @@
 """dartsnas: differentiable architecture search (DARTS and descendants) with PyTorch."""
 from .architect import Architect
+from .network import EvalNetwork
 from .genotype import Genotype, load_genotype, save_genotype
 from .ops import OPS, register_op
 from .space import SearchSpace
@@ -7,5 +8,5 @@ from .supernet import SearchNetwork
 
 __version__ = "0.1.0"
 
-__all__ = ["Architect", "Genotype", "OPS", "SearchNetwork", "SearchSpace", "load_genotype", "register_op",
+__all__ = ["Architect", "EvalNetwork", "Genotype", "OPS", "SearchNetwork", "SearchSpace", "load_genotype", "register_op",
            "save_genotype", "__version__"]

@@ -190,6 +190,24 @@ def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
+def _resume_config(args: argparse.Namespace, cls: type, overrides: dict[str, Any], locked: Sequence[str]):
+    """The run to resume and its saved config updated by the flags; flags that change the experiment are refused."""
+    from .runs import RunDir
+
+    if args.config:
+        raise DartsNASError("--resume takes the config from the run; leave out --config")
+    run = RunDir.open(args.resume)
+    saved = read_yaml(run.config_path)
+    changed = [k for k in locked if k in overrides and overrides[k] != saved.get(k)]
+    if changed:
+        k = changed[0]
+        raise DartsNASError(f"--resume cannot change {k} (run has {saved.get(k)!r}, asked {overrides[k]!r}); "
+                            "only --epochs and run-time options may change")
+    cfg = load_config(cls, None, {**saved, **overrides})
+    cfg.out = str(run.path)
+    return run, cfg
+
+
 # -- commands --------------------------------------------------------------------------------------------------
 def cmd_search(args: argparse.Namespace) -> int:
     from .engine.search import RESUME_LOCKED, Search
@@ -197,17 +215,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     overrides = _overrides(args, SearchConfig)
     if args.resume:
-        if args.config:
-            raise DartsNASError("--resume takes the config from the run; leave out --config")
-        run = RunDir.open(args.resume)
-        saved = read_yaml(run.config_path)
-        cfg = load_config(SearchConfig, None, {**saved, **overrides})
-        changed = [k for k in RESUME_LOCKED if k in overrides and overrides[k] != saved.get(k)]
-        if changed:
-            k = changed[0]
-            raise DartsNASError(f"--resume cannot change {k} (run has {saved.get(k)!r}, asked {overrides[k]!r}); "
-                                "only --epochs and run-time options may change")
-        cfg.out = str(run.path)
+        run, cfg = _resume_config(args, SearchConfig, overrides, RESUME_LOCKED)
         state = run.load_checkpoint()
         search = Search(cfg)
         search.load_state_dict(state)
@@ -261,16 +269,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = _overrides(args, TrainConfig)
     if args.resume:
-        if args.config:
-            raise DartsNASError("--resume takes the config from the run; leave out --config")
-        run = RunDir.open(args.resume)
-        saved = read_yaml(run.config_path)
-        changed = [k for k in RESUME_LOCKED if k in overrides and overrides[k] != saved.get(k)]
-        if changed:
-            k = changed[0]
-            raise DartsNASError(f"--resume cannot change {k} (run has {saved.get(k)!r}, asked {overrides[k]!r}); "
-                                "only --epochs and run-time options may change")
-        cfg = load_config(TrainConfig, None, {**saved, **overrides})
+        run, cfg = _resume_config(args, TrainConfig, overrides, RESUME_LOCKED)
         state = run.load_checkpoint()
         from .genotype import Genotype
 
@@ -279,8 +278,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if trainer.epoch >= cfg.epochs:
             raise DartsNASError(f"{run.path} already finished {trainer.epoch} epochs; pass --epochs N > "
                                 f"{trainer.epoch} to extend it")
-        cfg.out = str(run.path)
         run.write_config(_saved(cfg), header=_config_header("train"))
+        handler = _log_to_file(run.path / "log.txt")
         logger.info("resuming %s after epoch %d of %d", run.path, trainer.epoch, cfg.epochs)
     else:
         cfg = load_config(TrainConfig, args.config, overrides)
@@ -294,12 +293,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .genotype import save_genotype
 
         save_genotype(genotype, run.path / "genotype.json")
+        handler = _log_to_file(run.path / "log.txt")
         logger.info("training run directory: %s", run.path)
         logger.info("%s: %s parameters (%s with the auxiliary head), %s multiply-adds per image, %d train / %d "
                     "test images, %s", cfg.dataset, f"{trainer.params:,}", f"{trainer.params_with_aux:,}",
                     f"{trainer.macs:,}", len(trainer.train_loader.dataset), len(trainer.test_loader.dataset),
                     trainer.device)
-    handler = _log_to_file(run.path / "log.txt")
     try:
         result = trainer.run(run)
     finally:

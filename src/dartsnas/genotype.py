@@ -16,7 +16,6 @@ import json
 import operator
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .errors import GenotypeError
+from .fileio import atomic_write_text
 from .registry import Registry
 
 __all__ = [
@@ -506,33 +506,7 @@ def save_genotype(genotype: Genotype, path: PathLike) -> Path:
     """Write ``genotype`` as a JSON file atomically (temp file in the same folder, fsync, rename); returns the path."""
     if not isinstance(genotype, Genotype):
         raise TypeError(f"save_genotype expects a Genotype, got {type(genotype).__name__}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = _dumps(genotype.to_dict()) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable where the platform allows it
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-    return path
+    return atomic_write_text(path, _dumps(genotype.to_dict()) + "\n")
 
 
 def _parse_json(text: str) -> Genotype:

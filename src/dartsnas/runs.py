@@ -15,8 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,34 +24,11 @@ import torch
 
 from .config import dump_yaml
 from .errors import CheckpointError, ConfigError
+from .fileio import atomic_write_bytes, atomic_write_text
 from .genotype import Genotype, load_genotype, save_genotype
 
 CHECKPOINT_FORMAT = "dartsnas-checkpoint"
 CHECKPOINT_VERSION = 1
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def default_run_path(kind: str, dataset: str, base: str | Path = "runs") -> Path:
