@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence, get_args, get_origin, get_type_hints
 
 from .config import SearchConfig, TrainConfig, load_config, read_yaml
+from .engine.common import StopRequested
 from .errors import DartsNASError
 
 logger = logging.getLogger("dartsnas")
@@ -190,6 +191,11 @@ def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
+def _stopped(stop, kind: str, path: Path) -> int:
+    print(f"dartsnas: {stop}; checkpoint saved, continue with: dartsnas {kind} --resume {path}", file=sys.stderr)
+    return 143 if stop.signame == "SIGTERM" else 130
+
+
 def _resume_config(args: argparse.Namespace, cls: type, overrides: dict[str, Any], locked: Sequence[str]):
     """The run to resume and its saved config updated by the flags; flags that change the experiment are refused."""
     from .runs import RunDir
@@ -240,6 +246,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                     len(search.train_loader.dataset), len(search.val_loader.dataset), search.device)
     try:
         result = search.run(run)
+    except StopRequested as stop:
+        return _stopped(stop, "search", run.path)
     finally:
         logging.getLogger("dartsnas").removeHandler(handler)
         handler.close()
@@ -301,6 +309,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                     trainer.device)
     try:
         result = trainer.run(run)
+    except StopRequested as stop:
+        return _stopped(stop, "train", run.path)
     finally:
         logging.getLogger("dartsnas").removeHandler(handler)
         handler.close()

@@ -62,6 +62,8 @@ class SearchConfig:
         "run directory (default: runs/search-<dataset>-<time>)", metavar="DIR"))
     download: bool = field(default=True, metadata=help_("download cifar10/cifar100 when missing and online"))
     log_every: int = field(default=50, metadata=help_("log a line every N steps when not on a terminal (0: off)"))
+    checkpoint_every: int = field(default=100, metadata=help_(
+        "also save a checkpoint every N steps within an epoch, to resume mid-epoch (0: at epoch ends only)"))
 
     def validate(self) -> "SearchConfig":
         """Raise ConfigError on values that cannot build a run; return self."""
@@ -82,7 +84,8 @@ class SearchConfig:
         for name in ("lr", "arch_lr"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("lr_min", "momentum", "weight_decay", "grad_clip", "arch_weight_decay", "workers", "log_every"):
+        for name in ("lr_min", "momentum", "weight_decay", "grad_clip", "arch_weight_decay", "workers", "log_every",
+                     "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr_min > self.lr:
@@ -151,6 +154,8 @@ class TrainConfig:
                                                          metavar="DIR"))
     download: bool = field(default=True, metadata=help_("download cifar10/cifar100 when missing and online"))
     log_every: int = field(default=50, metadata=help_("log a line every N steps when not on a terminal (0: off)"))
+    checkpoint_every: int = field(default=100, metadata=help_(
+        "also save a checkpoint every N steps within an epoch, to resume mid-epoch (0: at epoch ends only)"))
 
     def validate(self) -> "TrainConfig":
         _check_types(self)
@@ -166,7 +171,7 @@ class TrainConfig:
         if self.lr <= 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         for name in ("lr_min", "momentum", "weight_decay", "grad_clip", "auxiliary_weight", "workers", "log_every",
-                     "label_smoothing"):
+                     "label_smoothing", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.cutout is not None and self.cutout < 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import random
 import sys
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -65,13 +65,14 @@ def _to_plain(obj: Any) -> Any:
     return obj
 
 
-def progress(iterable: Iterable, *, total: int, desc: str, enabled: bool):
+def progress(iterable: Iterable, *, total: int, desc: str, enabled: bool, initial: int = 0):
     """A tqdm bar on a terminal, the bare iterable otherwise."""
     if not enabled:
         return iterable
     from tqdm import tqdm
 
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr,
+                initial=initial)
 
 
 def is_terminal() -> bool:
@@ -92,6 +93,13 @@ class Average:
         self.correct += int((logits.argmax(dim=1) == targets).sum())
         self.n += b
 
+    def state(self) -> list[float]:
+        return [self.loss, float(self.correct), float(self.n)]
+
+    def load(self, state: list[float]) -> "Average":
+        self.loss, self.correct, self.n = float(state[0]), int(state[1]), int(state[2])
+        return self
+
     @property
     def mean_loss(self) -> float:
         return self.loss / max(self.n, 1)
@@ -99,3 +107,53 @@ class Average:
     @property
     def accuracy(self) -> float:
         return 100.0 * self.correct / max(self.n, 1)
+
+
+class StopRequested(Exception):
+    """Ctrl-C or SIGTERM arrived; the loop saved a checkpoint at a step boundary and stopped."""
+
+    def __init__(self, signame: str, epoch: int, step: int):
+        super().__init__(f"stopped by {signame} in epoch {epoch} after step {step}")
+        self.signame, self.epoch, self.step = signame, epoch, step
+
+
+class GracefulStop:
+    """While active, SIGINT and SIGTERM only set ``requested`` (the loop checks it between steps, saves a
+    checkpoint and raises StopRequested). A second Ctrl-C stops at once. Inactive outside the main thread."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        import signal
+
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+        logger.warning("%s received: saving a checkpoint at the end of this step", self.requested)
+
+    def __enter__(self) -> "GracefulStop":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
+def skip_and_restore(iterators_next: Callable[[], None], steps: int, rng: dict[str, Any] | None) -> None:
+    """Replay ``steps`` batches of an epoch (to reach a mid-epoch checkpoint's position), then restore the RNG
+    states saved at that moment (the replay used random numbers for augmentation)."""
+    for _ in range(steps):
+        iterators_next()
+    if rng is not None:
+        set_rng_state(rng)

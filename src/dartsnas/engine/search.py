@@ -26,7 +26,8 @@ from ..genotype import Genotype
 from ..runs import RunDir
 from ..space import SearchSpace, get_space
 from ..supernet import SearchNetwork
-from .common import Average, is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state
+from .common import (Average, GracefulStop, StopRequested, is_terminal, progress, resolve_device, rng_state,
+                     seed_everything, set_rng_state, skip_and_restore)
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,9 @@ class Search:
         self.architect = Architect(self.network, order=cfg.order, lr=cfg.arch_lr, betas=tuple(cfg.arch_betas),
                                    weight_decay=cfg.arch_weight_decay, hessian=cfg.hessian)
         self.epoch = 0  # epochs completed
+        self._resume: dict[str, Any] | None = None  # a mid-epoch position to continue from
+        self._stop = GracefulStop()
+        self._run: RunDir | None = None
         self.metrics: list[dict[str, Any]] = []
         self.history: dict[str, list[np.ndarray]] = {n: [a.numpy()] for n, a in self.network.arch_state().items()}
 
@@ -99,12 +103,14 @@ class Search:
             self.network.train()
 
     # -- checkpoints -----------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything to continue; ``partial`` describes a position inside epoch ``epoch + 1`` (mid-epoch)."""
         return {
             "kind": "search",
             "config": self.cfg.to_dict(),
             "epoch": self.epoch,
-            "step": 0,
+            "step": partial["step"] if partial else 0,
+            "partial": partial,
             "model": self.network.state_dict(),
             "weight_optimizer": self.weight_optimizer.state_dict(),
             "arch_optimizer": self.architect.optimizer.state_dict(),
@@ -132,6 +138,9 @@ class Search:
             raise CheckpointError(f"the checkpoint does not match this search ({type(e).__name__}: "
                                   f"{str(e).splitlines()[0] if str(e) else ''})") from None
         self.epoch = int(state["epoch"])
+        self._resume = state.get("partial")
+        if self._resume is not None:
+            self._resume = {**self._resume, "rng": state["rng"]}
         self.history = {n: [row.numpy() for row in t] for n, t in state["alpha_history"].items()}
         self.metrics = [dict(r) for r in state["metrics"]]
         # The cosine schedule of the new length at the current epoch.
@@ -141,8 +150,14 @@ class Search:
 
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self, run: RunDir) -> SearchResult:
+        """Search until ``cfg.epochs``; Ctrl-C or SIGTERM saves a checkpoint and raises StopRequested."""
+        with self._stop:
+            return self._run_epochs(run)
+
+    def _run_epochs(self, run: RunDir) -> SearchResult:
         cfg = self.cfg
-        if self.epoch == 0:
+        self._run = run
+        if self.epoch == 0 and self._resume is None:
             run.write_alpha_history(self.history, self.space.primitives)
         while self.epoch < cfg.epochs:
             epoch = self.epoch + 1
@@ -163,6 +178,8 @@ class Search:
             run.write_alpha_history(self.history, self.space.primitives)
             run.write_metrics(self.metrics)
             run.save_checkpoint(self.state_dict())
+            if self._stop.requested:
+                raise StopRequested(self._stop.requested, epoch, len(self.train_loader))
             logger.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  lr %.5f  %.1fs  "
                         "genotype %s", epoch, cfg.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
                         row["val_acc"], lr, row["seconds"], genotype)
@@ -175,17 +192,33 @@ class Search:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         net, cfg = self.network, self.cfg
         net.train()
-        avg, arch_losses = Average(), []
+        resume, self._resume = self._resume, None
+        if resume is not None:  # back to where this epoch's data order began
+            _set_gen_state(self.train_loader, resume["loader_rng"]["train"])
+            _set_gen_state(self.val_loader, resume["loader_rng"]["val"])
+        epoch_rng = {"train": _gen_state(self.train_loader), "val": _gen_state(self.val_loader)}
+        avg = Average().load(resume["avg"]) if resume else Average()
+        arch_losses = list(resume["arch_losses"]) if resume else []
         steps = len(self.train_loader)
-        val_iter = iter(self.val_loader)
-        bar = progress(self.train_loader, total=steps, desc=f"search epoch {epoch}/{cfg.epochs}",
-                       enabled=self.show_progress)
-        for step, (x, y) in enumerate(bar, start=1):
+        first = int(resume["step"]) if resume else 0
+        train_iter = iter(self.train_loader)
+        val_state = {"iter": iter(self.val_loader)}
+
+        def next_pair():
             try:
-                xv, yv = next(val_iter)
+                xv, yv = next(val_state["iter"])
             except StopIteration:  # the alpha half can be shorter than the weight half
-                val_iter = iter(self.val_loader)
-                xv, yv = next(val_iter)
+                val_state["iter"] = iter(self.val_loader)
+                xv, yv = next(val_state["iter"])
+            x, y = next(train_iter)
+            return x, y, xv, yv
+
+        if resume is not None:
+            skip_and_restore(next_pair, first, resume["rng"])
+        bar = progress(range(first + 1, steps + 1), total=steps, desc=f"search epoch {epoch}/{cfg.epochs}",
+                       enabled=self.show_progress, initial=first)
+        for step in bar:
+            x, y, xv, yv = next_pair()
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             xv, yv = xv.to(self.device, non_blocking=True), yv.to(self.device, non_blocking=True)
             # alpha step (the paper's Eq. 6-8), then the weight step on the training batch
@@ -198,6 +231,13 @@ class Search:
             elif cfg.log_every and step % cfg.log_every == 0:
                 logger.info("epoch %d step %d/%d  train loss %.4f acc %.2f%%", epoch, step, steps,
                             avg.mean_loss, avg.accuracy)
+            stop = self._stop.requested
+            if step < steps and (stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+                partial = {"step": step, "loader_rng": epoch_rng, "avg": avg.state(), "arch_losses": arch_losses}
+                if self._run is not None:
+                    self._run.save_checkpoint(self.state_dict(partial))
+                if stop:
+                    raise StopRequested(stop, epoch, step)
         if not math.isfinite(avg.mean_loss):
             logger.warning("the training loss is not finite; lower --lr or --arch-lr")
         return {"loss": avg.mean_loss, "acc": avg.accuracy,

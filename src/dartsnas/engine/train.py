@@ -25,7 +25,8 @@ from ..genotype import Genotype
 from ..network import EvalNetwork
 from ..profile import count_macs, count_parameters
 from ..runs import RunDir
-from .common import Average, is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state
+from .common import (Average, GracefulStop, StopRequested, is_terminal, progress, resolve_device, rng_state,
+                     seed_everything, set_rng_state, skip_and_restore)
 
 logger = logging.getLogger(__name__)
 
@@ -98,17 +99,22 @@ class Trainer:
         self.epoch = 0
         self.metrics: list[dict[str, Any]] = []
         self.best_val: float | None = None
+        self._resume: dict[str, Any] | None = None  # a mid-epoch position to continue from
+        self._stop = GracefulStop()
+        self._run: RunDir | None = None
 
     # -- checkpoints -----------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything to continue; ``partial`` describes a position inside epoch ``epoch + 1`` (mid-epoch)."""
         return {
             "kind": "train",
+            "partial": partial,
             "config": self.cfg.to_dict(),
             "net_args": self.network.net_args(),
             "dataset": {"name": self.info.name, "num_classes": self.info.num_classes,
                         "image_size": self.info.image_size, "channels": self.info.channels},
             "epoch": self.epoch,
-            "step": 0,
+            "step": partial["step"] if partial else 0,
             "model": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -136,6 +142,9 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"the checkpoint does not match this network ({type(e).__name__})") from None
         self.epoch = int(state["epoch"])
+        self._resume = state.get("partial")
+        if self._resume is not None:
+            self._resume = {**self._resume, "rng": state["rng"]}
         self.metrics = [dict(r) for r in state["metrics"]]
         self.best_val = state.get("best_val")
         if self.cfg.scheduler == "cosine":
@@ -147,7 +156,13 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self, run: RunDir) -> TrainResult:
+        """Train until ``cfg.epochs``; Ctrl-C or SIGTERM saves a checkpoint and raises StopRequested."""
+        with self._stop:
+            return self._run_epochs(run)
+
+    def _run_epochs(self, run: RunDir) -> TrainResult:
         cfg = self.cfg
+        self._run = run
         while self.epoch < cfg.epochs:
             epoch = self.epoch + 1
             start = time.perf_counter()
@@ -175,6 +190,8 @@ class Trainer:
                 state["best_val"] = self.best_val
                 run.save_checkpoint(state, name="best.pt")
             run.save_checkpoint(state)
+            if self._stop.requested:
+                raise StopRequested(self._stop.requested, epoch, len(self.train_loader))
             logger.info("epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  lr %.5f  %.1fs",
                         epoch, cfg.epochs, row["train_loss"], row["train_acc"], row["test_loss"], row["test_acc"],
                         lr, row["seconds"])
@@ -192,11 +209,20 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         net, cfg = self.network, self.cfg
         net.train()
-        avg = Average()
+        resume, self._resume = self._resume, None
+        if resume is not None:  # back to where this epoch's data order began
+            self.train_loader.generator.set_state(resume["loader_rng"])
+        epoch_rng = self.train_loader.generator.get_state()
+        avg = Average().load(resume["avg"]) if resume else Average()
         steps = len(self.train_loader)
-        bar = progress(self.train_loader, total=steps, desc=f"train epoch {epoch}/{cfg.epochs}",
-                       enabled=self.show_progress)
-        for step, (x, y) in enumerate(bar, start=1):
+        first = int(resume["step"]) if resume else 0
+        batches = iter(self.train_loader)
+        if resume is not None:
+            skip_and_restore(lambda: next(batches), first, resume["rng"])
+        bar = progress(range(first + 1, steps + 1), total=steps, desc=f"train epoch {epoch}/{cfg.epochs}",
+                       enabled=self.show_progress, initial=first)
+        for step in bar:
+            x, y = next(batches)
             x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
             y = y.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
@@ -219,6 +245,13 @@ class Trainer:
             elif cfg.log_every and step % cfg.log_every == 0:
                 logger.info("epoch %d step %d/%d  train loss %.4f acc %.2f%%", epoch, step, steps, avg.mean_loss,
                             avg.accuracy)
+            stop = self._stop.requested
+            if step < steps and (stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
+                if self._run is not None:
+                    self._run.save_checkpoint(self.state_dict({"step": step, "loader_rng": epoch_rng,
+                                                               "avg": avg.state()}))
+                if stop:
+                    raise StopRequested(stop, epoch, step)
         return {"loss": avg.mean_loss, "acc": avg.accuracy}
 
 
