@@ -36,7 +36,8 @@ class Architect:
                  betas: tuple[float, float] = (0.5, 0.999), weight_decay: float = 1e-3,
                  hessian: str = "finite-difference", fd_radius: float = 0.01,
                  criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                 grad_reducer: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None):
+                 grad_reducer: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
+                 graph_reducer: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None):
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order!r}")
         if hessian not in HESSIAN_MODES:
@@ -51,6 +52,8 @@ class Architect:
         # Averages a list of gradients over processes (identity in one process); applied to every piece
         # that feeds an update, as DESIGN.md asks.
         self.grad_reducer = grad_reducer or (lambda grads: grads)
+        # The same average, differentiable: the exact mode differentiates through the averaged weight gradient.
+        self.graph_reducer = graph_reducer or (lambda grads: grads)
         self.optimizer = torch.optim.Adam(list(network.alphas()), lr=lr, betas=betas, weight_decay=weight_decay)
 
     # -- helpers ---------------------------------------------------------------------------------------------
@@ -152,7 +155,7 @@ class Architect:
     def _exact(self, train_batch, val_batch, weights, weight_names, alphas, hyper):
         # The graph of grad_w L_train is kept so that the alpha gradient flows through the virtual step.
         g_train = torch.autograd.grad(self._loss(train_batch, {}), weights, create_graph=True, allow_unused=True)
-        g_train = [torch.zeros_like(w) if g is None else g for w, g in zip(weights, g_train)]
+        g_train = self.graph_reducer([torch.zeros_like(w) if g is None else g for w, g in zip(weights, g_train)])
         w_virtual = self._virtual_weights(list(weights), g_train, hyper)
         val_loss = self._loss(val_batch, dict(zip(weight_names, w_virtual)))
         grads = torch.autograd.grad(val_loss, alphas, allow_unused=True)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence, get_args, get_origin, get_type_hints
 
 from .config import SearchConfig, TrainConfig, load_config, read_yaml
-from .engine.common import StopRequested
-from .errors import DartsNASError
+from .errors import DartsNASError, StopRequested
 
 logger = logging.getLogger("dartsnas")
 
@@ -214,47 +214,100 @@ def _resume_config(args: argparse.Namespace, cls: type, overrides: dict[str, Any
     return run, cfg
 
 
+# -- many processes --------------------------------------------------------------------------------------------
+def _on_main(dist, fn):
+    """Run ``fn`` on rank 0 only and hand its result, or its one-line error, to every rank."""
+    result, error = None, None
+    if dist.is_main:
+        try:
+            result = fn()
+        except DartsNASError as e:
+            error = str(e)
+    result, error = dist.broadcast_object((result, error))
+    if error is not None:
+        raise DartsNASError(error)
+    return result
+
+
+def _new_run_path(dist, cfg, kind: str) -> Path:
+    """The run directory of a new run, chosen by rank 0 (a timestamp could differ between ranks)."""
+    from .runs import default_run_path
+
+    def choose():
+        path = Path(cfg.out) if cfg.out else default_run_path(kind, cfg.dataset)
+        _refuse_non_empty(path)
+        return str(path)
+
+    return Path(_on_main(dist, choose))
+
+
+def _describe_world(dist, device) -> str:
+    return f"{device}" if not dist.enabled else f"{dist.world_size} processes ({device.type}, rank 0 on {device})"
+
+
 # -- commands --------------------------------------------------------------------------------------------------
 def cmd_search(args: argparse.Namespace) -> int:
+    from .engine import distributed
+
+    ok = False
+    try:
+        code = _search(args)
+        ok = True
+        return code
+    finally:
+        distributed.teardown(sync=ok)
+
+
+def _search(args: argparse.Namespace) -> int:
+    from .engine import distributed
     from .engine.search import RESUME_LOCKED, Search
-    from .runs import RunDir, default_run_path
+    from .runs import RunDir
 
     overrides = _overrides(args, SearchConfig)
     if args.resume:
         run, cfg = _resume_config(args, SearchConfig, overrides, RESUME_LOCKED)
+    else:
+        run, cfg = None, load_config(SearchConfig, args.config, overrides)
+    dist, device = distributed.setup(cfg.device)  # one process unless started by torchrun
+    if run is not None:
         state = run.load_checkpoint()
-        search = Search(cfg)
+        search = Search(cfg, dist=dist, device=device)
         search.load_state_dict(state)
         if search.epoch >= cfg.epochs:
             raise DartsNASError(f"{run.path} already finished {search.epoch} epochs; pass --epochs N > "
                                 f"{search.epoch} to extend it")
-        run.write_config(_saved_config(cfg), header=_config_header())
-        handler = _log_to_file(run.path / "log.txt")
+        _on_main(dist, lambda: run.write_config(_saved_config(cfg), header=_config_header()))
+        handler = _log_to_file(run.path / "log.txt") if dist.is_main else None
         logger.info("resuming %s after epoch %d of %d", run.path, search.epoch, cfg.epochs)
     else:
-        cfg = load_config(SearchConfig, args.config, overrides)
-        path = Path(cfg.out) if cfg.out else default_run_path("search", cfg.dataset)
-        _refuse_non_empty(path)
-        search = Search(cfg)  # data and network first: a bad input fails before anything is written
-        run = RunDir.create(path)
+        path = _new_run_path(dist, cfg, "search")
+        search = Search(cfg, dist=dist, device=device)  # data and network first: bad input fails before writing
+        run = RunDir(path)
         cfg.out = str(run.path)
-        run.write_config(_saved_config(cfg), header=_config_header())
-        handler = _log_to_file(run.path / "log.txt")
+        _on_main(dist, lambda: RunDir.create(path).write_config(_saved_config(cfg), header=_config_header()))
+        handler = _log_to_file(run.path / "log.txt") if dist.is_main else None
         logger.info("search run directory: %s", run.path)
-        logger.info("%s: %d weights, %d alphas, %d+%d images for weights/alphas, %s",
+        logger.info("%s: %d weights, %d alphas, %d+%d images for weights/alphas%s, %s",
                     cfg.dataset, search.network.num_weights(), search.network.num_alphas(),
-                    len(search.train_loader.dataset), len(search.val_loader.dataset), search.device)
+                    len(search.train_loader.dataset), len(search.val_loader.dataset),
+                    " per process" if dist.enabled else "", _describe_world(dist, search.device))
     try:
         result = search.run(run)
     except StopRequested as stop:
-        return _stopped(stop, "search", run.path)
+        return _stopped(stop, "search", run.path) if dist.is_main else 1
     finally:
+        _close_log(handler)
+    if dist.is_main:
+        print(f"run directory: {run.path}")
+        print(f"genotype: {run.genotype_path}")
+        print(result.genotype)
+    return 0
+
+
+def _close_log(handler) -> None:
+    if handler is not None:
         logging.getLogger("dartsnas").removeHandler(handler)
         handler.close()
-    print(f"run directory: {run.path}")
-    print(f"genotype: {run.genotype_path}")
-    print(result.genotype)
-    return 0
 
 
 def _saved_config(cfg: SearchConfig) -> dict[str, Any]:
@@ -272,51 +325,67 @@ def _config_header(kind: str = "search") -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .engine import distributed
+
+    ok = False
+    try:
+        code = _train(args)
+        ok = True
+        return code
+    finally:
+        distributed.teardown(sync=ok)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .engine import distributed
     from .engine.train import RESUME_LOCKED, Trainer
-    from .runs import RunDir, default_run_path
+    from .genotype import Genotype, save_genotype
+    from .runs import RunDir
 
     overrides = _overrides(args, TrainConfig)
     if args.resume:
         run, cfg = _resume_config(args, TrainConfig, overrides, RESUME_LOCKED)
+    else:
+        run, cfg = None, load_config(TrainConfig, args.config, overrides)
+    dist, device = distributed.setup(cfg.device)  # one process unless started by torchrun
+    if run is not None:
         state = run.load_checkpoint()
-        from .genotype import Genotype
-
-        trainer = Trainer(cfg, Genotype.from_dict(state["net_args"]["genotype"]))
+        trainer = Trainer(cfg, Genotype.from_dict(state["net_args"]["genotype"]), dist=dist, device=device)
         trainer.load_state_dict(state)
         if trainer.epoch >= cfg.epochs:
             raise DartsNASError(f"{run.path} already finished {trainer.epoch} epochs; pass --epochs N > "
                                 f"{trainer.epoch} to extend it")
-        run.write_config(_saved(cfg), header=_config_header("train"))
-        handler = _log_to_file(run.path / "log.txt")
+        _on_main(dist, lambda: run.write_config(_saved(cfg), header=_config_header("train")))
+        handler = _log_to_file(run.path / "log.txt") if dist.is_main else None
         logger.info("resuming %s after epoch %d of %d", run.path, trainer.epoch, cfg.epochs)
     else:
-        cfg = load_config(TrainConfig, args.config, overrides)
         genotype = resolve_train_genotype(cfg)
-        path = Path(cfg.out) if cfg.out else default_run_path("train", cfg.dataset)
-        _refuse_non_empty(path)
-        trainer = Trainer(cfg, genotype)
-        run = RunDir.create(path)
+        path = _new_run_path(dist, cfg, "train")
+        trainer = Trainer(cfg, genotype, dist=dist, device=device)
+        run = RunDir(path)
         cfg.out = str(run.path)
-        run.write_config(_saved(cfg), header=_config_header("train"))
-        from .genotype import save_genotype
 
-        save_genotype(genotype, run.path / "genotype.json")
-        handler = _log_to_file(run.path / "log.txt")
+        def create():
+            RunDir.create(path).write_config(_saved(cfg), header=_config_header("train"))
+            save_genotype(genotype, run.path / "genotype.json")
+
+        _on_main(dist, create)
+        handler = _log_to_file(run.path / "log.txt") if dist.is_main else None
         logger.info("training run directory: %s", run.path)
         logger.info("%s: %s parameters (%s with the auxiliary head), %s multiply-adds per image, %d train / %d "
-                    "test images, %s", cfg.dataset, f"{trainer.params:,}", f"{trainer.params_with_aux:,}",
+                    "test images%s, %s", cfg.dataset, f"{trainer.params:,}", f"{trainer.params_with_aux:,}",
                     f"{trainer.macs:,}", len(trainer.train_loader.dataset), len(trainer.test_loader.dataset),
-                    trainer.device)
+                    " per process" if dist.enabled else "", _describe_world(dist, trainer.device))
     try:
         result = trainer.run(run)
     except StopRequested as stop:
-        return _stopped(stop, "train", run.path)
+        return _stopped(stop, "train", run.path) if dist.is_main else 1
     finally:
-        logging.getLogger("dartsnas").removeHandler(handler)
-        handler.close()
-    print(f"run directory: {run.path}")
-    print(f"test accuracy after {result.final['epochs']} epochs: {result.final['test_acc']:.2f}% "
-          f"(top-5 {result.final['test_top5']:.2f}%)")
+        _close_log(handler)
+    if dist.is_main:
+        print(f"run directory: {run.path}")
+        print(f"test accuracy after {result.final['epochs']} epochs: {result.final['test_acc']:.2f}% "
+              f"(top-5 {result.final['test_top5']:.2f}%)")
     return 0
 
 
@@ -443,7 +512,8 @@ def main(argv: Sequence[str] | None = None, *, _configured: bool = False) -> int
     try:
         return COMMANDS[args.command](args)
     except DartsNASError as e:
-        print(f"dartsnas: error: {e}", file=sys.stderr)
+        rank = os.environ.get("RANK", "0") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "0"
+        print(f"dartsnas: error: {'' if rank == '0' else f'[rank {rank}] '}{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dartsnas: interrupted", file=sys.stderr)

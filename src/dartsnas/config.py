@@ -64,6 +64,8 @@ class SearchConfig:
     log_every: int = field(default=50, metadata=help_("log a line every N steps when not on a terminal (0: off)"))
     checkpoint_every: int = field(default=100, metadata=help_(
         "also save a checkpoint every N steps within an epoch, to resume mid-epoch (0: at epoch ends only)"))
+    deterministic: bool = field(default=False, metadata=help_(
+        "bitwise repeatable on the same machine: deterministic algorithms only (slower on GPU)"))
 
     def validate(self) -> "SearchConfig":
         """Raise ConfigError on values that cannot build a run; return self."""
@@ -156,6 +158,8 @@ class TrainConfig:
     log_every: int = field(default=50, metadata=help_("log a line every N steps when not on a terminal (0: off)"))
     checkpoint_every: int = field(default=100, metadata=help_(
         "also save a checkpoint every N steps within an epoch, to resume mid-epoch (0: at epoch ends only)"))
+    deterministic: bool = field(default=False, metadata=help_(
+        "bitwise repeatable on the same machine: deterministic algorithms only (slower on GPU)"))
 
     def validate(self) -> "TrainConfig":
         _check_types(self)

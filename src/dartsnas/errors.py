@@ -29,3 +29,11 @@ class GenotypeError(DartsNASError, ValueError):
 
 class CheckpointError(DartsNASError):
     """A corrupt, missing or mismatched checkpoint."""
+
+
+class StopRequested(Exception):
+    """Ctrl-C or SIGTERM arrived; the loop saved a checkpoint at a step boundary and stopped."""
+
+    def __init__(self, signame: str, epoch: int, step: int):
+        super().__init__(f"stopped by {signame} in epoch {epoch} after step {step}")
+        self.signame, self.epoch, self.step = signame, epoch, step

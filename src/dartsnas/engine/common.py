@@ -1,7 +1,10 @@
 """Pieces shared by the loops: devices, seeding, RNG state capture, progress, running averages."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import math
 import random
 import sys
 from typing import Any, Callable, Iterable
@@ -9,7 +12,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DartsNASError, StopRequested  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -109,14 +112,6 @@ class Average:
         return 100.0 * self.correct / max(self.n, 1)
 
 
-class StopRequested(Exception):
-    """Ctrl-C or SIGTERM arrived; the loop saved a checkpoint at a step boundary and stopped."""
-
-    def __init__(self, signame: str, epoch: int, step: int):
-        super().__init__(f"stopped by {signame} in epoch {epoch} after step {step}")
-        self.signame, self.epoch, self.step = signame, epoch, step
-
-
 class GracefulStop:
     """While active, SIGINT and SIGTERM only set ``requested`` (the loop checks it between steps, saves a
     checkpoint and raises StopRequested). A second Ctrl-C stops at once. Inactive outside the main thread."""
@@ -157,3 +152,85 @@ def skip_and_restore(iterators_next: Callable[[], None], steps: int, rng: dict[s
         iterators_next()
     if rng is not None:
         set_rng_state(rng)
+
+
+class NonFiniteLoss(DartsNASError):
+    """A loss became NaN or infinite: the run stops without saving, so the last good checkpoint stays."""
+
+    def __init__(self, kind: str, epoch: int, step: int, what: str, last_saved: tuple[int, int] | None,
+                 run_path: Any, lr_flags: str):
+        if last_saved is None:
+            kept = "no checkpoint had been saved yet"
+        elif last_saved[1]:
+            kept = f"its last good checkpoint (epoch {last_saved[0] + 1} step {last_saved[1]}) is kept"
+        else:
+            kept = f"its last good checkpoint (end of epoch {last_saved[0]}) is kept"
+        where = f" in {run_path}" if run_path is not None else ""
+        super().__init__(f"the {what} became non-finite in epoch {epoch} step {step}; the {kind} stopped and "
+                         f"{kept}{where}. Usual remedies: a lower {lr_flags}, a gradient clip (--grad-clip 5), "
+                         "full precision (--amp off)")
+        self.epoch, self.step = epoch, step
+
+
+class OutOfMemory(DartsNASError):
+    pass
+
+
+class DiskFull(DartsNASError):
+    pass
+
+
+def step_flags(dist: Any, stop: GracefulStop, *losses: float | None, device: Any = "cpu") -> tuple[str | None,
+                                                                                                     str | None]:
+    """After a step: the signal to stop on (if any rank got one) and which loss is non-finite (if any rank
+    saw one). One small all-reduce under torchrun, so that every rank takes the same decision."""
+    names = ("architecture (validation) loss", "training loss") if len(losses) == 2 else ("training loss",)
+    bad = next((n for n, v in zip(names, losses) if v is not None and not math.isfinite(v)), None)
+    if dist.enabled:
+        flags = dist.any([stop.requested is not None, bad is not None], device=device)
+        signame = (stop.requested or "SIGTERM") if flags[0] else None
+        return signame, (bad or "loss on another process") if flags[1] else None
+    return stop.requested, bad
+
+
+def _is_oom(exc: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    if isinstance(exc, oom):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+@contextlib.contextmanager
+def guard_resources(batch_size: int, device: Any, kind: str, run_path: Any, last_saved: Callable[[], Any]):
+    """Turn running out of memory or of disk space into one line naming the remedy."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as e:
+        if not (isinstance(e, MemoryError) or _is_oom(e)):
+            raise
+        if getattr(device, "type", "") == "cuda":
+            torch.cuda.empty_cache()
+        raise OutOfMemory(f"out of memory on {device} with --batch-size {batch_size} (per process); lower it, "
+                          f"e.g. --batch-size {max(1, batch_size // 2)}, and scale --lr by the same factor") from None
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        saved = last_saved()
+        kept = (f"the files of the last good save (epoch {saved[0]}{f' step {saved[1]}' if saved[1] else ''}) "
+                "are intact" if saved else "nothing had been saved yet")
+        raise DiskFull(f"no space left on the device while writing {e.filename or 'a run file'}: the {kind} "
+                       f"stopped and {kept}; free space, then continue with: dartsnas {kind} --resume "
+                       f"{run_path}") from None
+
+
+def configure_determinism(on: bool) -> None:
+    """``--deterministic``: deterministic algorithms where torch has them (errors where it has none), no cuDNN
+    autotuning, and cuBLAS's fixed workspace. Off: cuDNN may pick the fastest (non-deterministic) kernels."""
+    import os
+
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(on, warn_only=False)
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on

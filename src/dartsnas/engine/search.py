@@ -26,8 +26,10 @@ from ..genotype import Genotype
 from ..runs import RunDir
 from ..space import SearchSpace, get_space
 from ..supernet import SearchNetwork
-from .common import (Average, GracefulStop, StopRequested, is_terminal, progress, resolve_device, rng_state,
-                     seed_everything, set_rng_state, skip_and_restore)
+from .distributed import SINGLE, Dist, ReadOnlyRun, local_state, per_rank_state
+from .common import (Average, GracefulStop, NonFiniteLoss, StopRequested, configure_determinism, guard_resources,
+                     is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state,
+                     skip_and_restore, step_flags)
 
 logger = logging.getLogger(__name__)
 
@@ -57,31 +59,40 @@ class Search:
     written), then ``run(run_dir)`` searches and writes the artifacts."""
 
     def __init__(self, cfg: SearchConfig, *, show_progress: bool | None = None,
-                 hooks: Sequence[EpochHook] = ()):
+                 hooks: Sequence[EpochHook] = (), dist: Dist | None = None, device: str | None = None):
         cfg.validate()
         self.cfg = cfg
-        self.show_progress = is_terminal() if show_progress is None else show_progress
+        self.dist = dist or SINGLE
+        self.show_progress = (is_terminal() if show_progress is None else show_progress) and self.dist.is_main
         self.hooks = list(hooks)
         self.space = build_space(cfg)
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(device or cfg.device)
+        configure_determinism(cfg.deterministic)
         seed_everything(cfg.seed)
         self.train_loader, self.val_loader, self.info = build_search_loaders(
             cfg.dataset, cfg.data, batch_size=cfg.batch_size, train_portion=cfg.train_portion, seed=cfg.seed,
-            workers=cfg.workers, download=cfg.download)
+            workers=cfg.workers, download=cfg.download, rank=self.dist.rank, world_size=self.dist.world_size,
+            pin_memory=self.device.type == "cuda")
         self.network = SearchNetwork(self.space, cfg.init_channels, self.info.num_classes, cfg.layers,
                                      in_channels=self.info.channels,
                                      stem_multiplier=cfg.stem_multiplier).to(self.device)
         self._check_builds()
+        if self.dist.enabled:  # the same start everywhere, then each rank its own random stream (augmentation)
+            self.dist.broadcast_params_(self.network)
+            seed_everything(cfg.seed + 7919 * self.dist.rank)
         self.weight_optimizer = torch.optim.SGD(self.network.weights(), cfg.lr, momentum=cfg.momentum,
                                                 weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.weight_optimizer, float(cfg.epochs),
                                                                     eta_min=cfg.lr_min)
         self.architect = Architect(self.network, order=cfg.order, lr=cfg.arch_lr, betas=tuple(cfg.arch_betas),
-                                   weight_decay=cfg.arch_weight_decay, hessian=cfg.hessian)
+                                   weight_decay=cfg.arch_weight_decay, hessian=cfg.hessian,
+                                   grad_reducer=self.dist.mean if self.dist.enabled else None,
+                                   graph_reducer=self.dist.mean_differentiable if self.dist.enabled else None)
         self.epoch = 0  # epochs completed
         self._resume: dict[str, Any] | None = None  # a mid-epoch position to continue from
         self._stop = GracefulStop()
         self._run: RunDir | None = None
+        self._last_saved: tuple[int, int] | None = None  # (epochs done, step) of the newest checkpoint
         self.metrics: list[dict[str, Any]] = []
         self.history: dict[str, list[np.ndarray]] = {n: [a.numpy()] for n, a in self.network.arch_state().items()}
 
@@ -104,8 +115,9 @@ class Search:
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def state_dict(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Everything to continue; ``partial`` describes a position inside epoch ``epoch + 1`` (mid-epoch)."""
-        return {
+        """Everything to continue; ``partial`` describes a position inside epoch ``epoch + 1`` (mid-epoch).
+        Under torchrun every rank must call it (it gathers each rank's RNG states)."""
+        return per_rank_state(self.dist, {
             "kind": "search",
             "config": self.cfg.to_dict(),
             "epoch": self.epoch,
@@ -119,11 +131,12 @@ class Search:
             "loader_rng": {"train": _gen_state(self.train_loader), "val": _gen_state(self.val_loader)},
             "alpha_history": {n: torch.from_numpy(np.stack(rows)) for n, rows in self.history.items()},
             "metrics": [dict(r) for r in self.metrics],
-        }
+        })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("kind") != "search":
             raise CheckpointError(f"the checkpoint is from a {state.get('kind')!r} run, not a search")
+        state = local_state(self.dist, state)
         try:
             self.network.load_state_dict(state["model"])
             self.weight_optimizer.load_state_dict(state["weight_optimizer"])
@@ -139,6 +152,7 @@ class Search:
                                   f"{str(e).splitlines()[0] if str(e) else ''})") from None
         self.epoch = int(state["epoch"])
         self._resume = state.get("partial")
+        self._last_saved = (self.epoch, int(state.get("step", 0)))
         if self._resume is not None:
             self._resume = {**self._resume, "rng": state["rng"]}
         self.history = {n: [row.numpy() for row in t] for n, t in state["alpha_history"].items()}
@@ -150,12 +164,16 @@ class Search:
 
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self, run: RunDir) -> SearchResult:
-        """Search until ``cfg.epochs``; Ctrl-C or SIGTERM saves a checkpoint and raises StopRequested."""
-        with self._stop:
+        """Search until ``cfg.epochs``; Ctrl-C or SIGTERM saves a checkpoint and raises StopRequested; a
+        non-finite loss, running out of memory or disk space raise a DartsNASError naming the remedy."""
+        with self._stop, guard_resources(self.cfg.batch_size, self.device, "search", run.path,
+                                         lambda: self._last_saved):
             return self._run_epochs(run)
 
     def _run_epochs(self, run: RunDir) -> SearchResult:
         cfg = self.cfg
+        if not self.dist.is_main:
+            run = ReadOnlyRun(run)
         self._run = run
         if self.epoch == 0 and self._resume is None:
             run.write_alpha_history(self.history, self.space.primitives)
@@ -178,12 +196,13 @@ class Search:
             run.write_alpha_history(self.history, self.space.primitives)
             run.write_metrics(self.metrics)
             run.save_checkpoint(self.state_dict())
+            self._last_saved = (epoch, 0)
             if self._stop.requested:
                 raise StopRequested(self._stop.requested, epoch, len(self.train_loader))
             logger.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  lr %.5f  %.1fs  "
                         "genotype %s", epoch, cfg.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
                         row["val_acc"], lr, row["seconds"], genotype)
-            for hook in self.hooks:
+            for hook in self.hooks if self.dist.is_main else ():
                 hook({"epoch": epoch, "row": row, "genotype": genotype, "run": run, "search": self})
         genotype = self.network.genotype()
         run.write_final_genotype(genotype)
@@ -226,22 +245,25 @@ class Search:
             arch_losses.append(arch["arch_loss"])
             loss, logits = self.weight_step(x, y)
             avg.update(loss, logits, y)
+            stop, bad = step_flags(self.dist, self._stop, arch["arch_loss"], float(loss), self.device)
+            if bad:
+                raise NonFiniteLoss("search", epoch, step, bad, self._last_saved, self._run.path if self._run else None,
+                                    "--lr or --arch-lr")
             if self.show_progress:
                 bar.set_postfix(loss=f"{avg.mean_loss:.3f}", acc=f"{avg.accuracy:.1f}")
             elif cfg.log_every and step % cfg.log_every == 0:
                 logger.info("epoch %d step %d/%d  train loss %.4f acc %.2f%%", epoch, step, steps,
                             avg.mean_loss, avg.accuracy)
-            stop = self._stop.requested
             if step < steps and (stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
                 partial = {"step": step, "loader_rng": epoch_rng, "avg": avg.state(), "arch_losses": arch_losses}
                 if self._run is not None:
                     self._run.save_checkpoint(self.state_dict(partial))
+                    self._last_saved = (epoch - 1, step)
                 if stop:
                     raise StopRequested(stop, epoch, step)
-        if not math.isfinite(avg.mean_loss):
-            logger.warning("the training loss is not finite; lower --lr or --arch-lr")
-        return {"loss": avg.mean_loss, "acc": avg.accuracy,
-                "arch_loss": float(np.mean(arch_losses)) if arch_losses else float("nan")}
+        total = Average().load(self.dist.sum(avg.state()))
+        arch_loss = self.dist.sum([float(np.mean(arch_losses)) if arch_losses else float("nan")])[0]
+        return {"loss": total.mean_loss, "acc": total.accuracy, "arch_loss": arch_loss / self.dist.world_size}
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.weight_optimizer.zero_grad(set_to_none=True)
@@ -255,9 +277,11 @@ class Search:
         finally:
             for a in alphas:
                 a.requires_grad_(True)
+        self.dist.average_grads_(self.network.weights())
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.network.weights(), self.cfg.grad_clip)
         self.weight_optimizer.step()
+        self.dist.broadcast_buffers_(self.network)
         return loss.detach(), logits.detach()
 
     @torch.no_grad()
@@ -270,6 +294,7 @@ class Search:
             logits = self.network(x)
             avg.update(F.cross_entropy(logits, y), logits, y)
         self.network.train()
+        avg = Average().load(self.dist.sum(avg.state()))  # every rank read its own shard
         return {"loss": avg.mean_loss, "acc": avg.accuracy}
 
 

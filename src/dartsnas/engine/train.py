@@ -25,8 +25,10 @@ from ..genotype import Genotype
 from ..network import EvalNetwork
 from ..profile import count_macs, count_parameters
 from ..runs import RunDir
-from .common import (Average, GracefulStop, StopRequested, is_terminal, progress, resolve_device, rng_state,
-                     seed_everything, set_rng_state, skip_and_restore)
+from .common import (Average, GracefulStop, NonFiniteLoss, StopRequested, configure_determinism, guard_resources,
+                     is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state,
+                     skip_and_restore, step_flags)
+from .distributed import SINGLE, Dist, ReadOnlyRun, local_state, per_rank_state
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +50,14 @@ class Trainer:
     """Builds data, network and optimizer from a config and a genotype, then ``run(run_dir)`` trains."""
 
     def __init__(self, cfg: TrainConfig, genotype: Genotype, *, show_progress: bool | None = None,
-                 hooks: Sequence[EpochHook] = ()):
+                 hooks: Sequence[EpochHook] = (), dist: Dist | None = None, device: str | None = None):
         cfg.validate()
         self.cfg, self.genotype = cfg, genotype
-        self.show_progress = is_terminal() if show_progress is None else show_progress
+        self.dist = dist or SINGLE
+        self.show_progress = (is_terminal() if show_progress is None else show_progress) and self.dist.is_main
         self.hooks = list(hooks)
-        self.device = resolve_device(cfg.device)
+        self.device = resolve_device(device or cfg.device)
+        configure_determinism(cfg.deterministic)
         seed_everything(cfg.seed)
         info = dataset_info(cfg.dataset, cfg.data)
         cutout = info.cutout_length if cfg.cutout is None else cfg.cutout
@@ -66,14 +70,15 @@ class Trainer:
         if cfg.val_portion > 0:
             train_idx, val_idx = search_split(len(train_set), 1.0 - cfg.val_portion, cfg.seed)
             val_set, _ = load_split(cfg.dataset, cfg.data, "train", transform="test", download=False)
-            self.val_loader = make_loader(Subset(val_set, val_idx), batch_size=cfg.batch_size, shuffle=False,
-                                          workers=cfg.workers)
+            self.val_loader = make_loader(self._shard(Subset(val_set, val_idx), evaluation=True),
+                                          batch_size=cfg.batch_size, shuffle=False, workers=cfg.workers)
             train_set = Subset(train_set, train_idx)
         pin = self.device.type == "cuda"
-        self.train_loader = make_loader(train_set, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed,
-                                        workers=cfg.workers, pin_memory=pin)
-        self.test_loader = make_loader(test_set, batch_size=cfg.batch_size, shuffle=False, workers=cfg.workers,
-                                       pin_memory=pin)
+        seed = cfg.seed if not self.dist.enabled else cfg.seed + 7919 * self.dist.rank
+        self.train_loader = make_loader(self._shard(train_set), batch_size=cfg.batch_size, shuffle=True,
+                                        seed=seed, workers=cfg.workers, pin_memory=pin)
+        self.test_loader = make_loader(self._shard(test_set, evaluation=True), batch_size=cfg.batch_size,
+                                       shuffle=False, workers=cfg.workers, pin_memory=pin)
         stem = cfg.stem if cfg.stem != "auto" else ("imagenet" if info.image_size >= 224 else "cifar")
         auxiliary = info.auxiliary if cfg.auxiliary is None else cfg.auxiliary
         if auxiliary and info.image_size < 32:
@@ -87,6 +92,9 @@ class Trainer:
         self.macs = _safe_macs(self.network, self.input_size, cfg)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.network.to(self.device, memory_format=self.memory_format)
+        if self.dist.enabled:  # the same start everywhere, then each rank its own random stream (augmentation)
+            self.dist.broadcast_params_(self.network)
+            seed_everything(cfg.seed + 7919 * self.dist.rank)
         self.optimizer = torch.optim.SGD(self.network.parameters(), cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
         if cfg.scheduler == "cosine":
@@ -102,11 +110,24 @@ class Trainer:
         self._resume: dict[str, Any] | None = None  # a mid-epoch position to continue from
         self._stop = GracefulStop()
         self._run: RunDir | None = None
+        self._last_saved: tuple[int, int] | None = None  # (epochs done, step) of the newest checkpoint
+
+    def _shard(self, dataset, evaluation: bool = False):
+        """This rank's part of a data set under torchrun: every image once for evaluation, equal parts (the
+        remainder dropped) for training so that all ranks take the same number of steps."""
+        if not self.dist.enabled:
+            return dataset
+        n, world, rank = len(dataset), self.dist.world_size, self.dist.rank
+        indices = list(range(rank, n, world)) if evaluation else list(range(rank, n - n % world, world))
+        if not indices:
+            raise ConfigError(f"{n} images cannot be shared by {world} processes; use fewer processes")
+        return Subset(dataset, indices)
 
     # -- checkpoints -----------------------------------------------------------------------------------------
     def state_dict(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Everything to continue; ``partial`` describes a position inside epoch ``epoch + 1`` (mid-epoch)."""
-        return {
+        """Everything to continue; ``partial`` describes a position inside epoch ``epoch + 1`` (mid-epoch).
+        Under torchrun every rank must call it (it gathers each rank's RNG states)."""
+        return per_rank_state(self.dist, {
             "kind": "train",
             "partial": partial,
             "config": self.cfg.to_dict(),
@@ -123,11 +144,12 @@ class Trainer:
             "loader_rng": self.train_loader.generator.get_state(),
             "metrics": [dict(r) for r in self.metrics],
             "best_val": self.best_val,
-        }
+        })
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("kind") != "train":
             raise CheckpointError(f"the checkpoint is from a {state.get('kind')!r} run, not a training run")
+        state = local_state(self.dist, state)
         try:
             self.network.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -143,6 +165,7 @@ class Trainer:
             raise CheckpointError(f"the checkpoint does not match this network ({type(e).__name__})") from None
         self.epoch = int(state["epoch"])
         self._resume = state.get("partial")
+        self._last_saved = (self.epoch, int(state.get("step", 0)))
         if self._resume is not None:
             self._resume = {**self._resume, "rng": state["rng"]}
         self.metrics = [dict(r) for r in state["metrics"]]
@@ -157,11 +180,14 @@ class Trainer:
     # -- the loop --------------------------------------------------------------------------------------------
     def run(self, run: RunDir) -> TrainResult:
         """Train until ``cfg.epochs``; Ctrl-C or SIGTERM saves a checkpoint and raises StopRequested."""
-        with self._stop:
+        with self._stop, guard_resources(self.cfg.batch_size, self.device, "train", run.path,
+                                         lambda: self._last_saved):
             return self._run_epochs(run)
 
     def _run_epochs(self, run: RunDir) -> TrainResult:
         cfg = self.cfg
+        if not self.dist.is_main:
+            run = ReadOnlyRun(run)
         self._run = run
         while self.epoch < cfg.epochs:
             epoch = self.epoch + 1
@@ -171,13 +197,13 @@ class Trainer:
             self.network.drop_path_prob = cfg.drop_path_prob * (epoch - 1) / cfg.epochs
             train = self.train_epoch(epoch)
             test = evaluate_loader(self.network, self.test_loader, self.device, memory_format=self.memory_format,
-                                   amp_dtype=self.amp_dtype)
+                                   amp_dtype=self.amp_dtype, dist=self.dist)
             self.scheduler.step()
             self.epoch = epoch
             row = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"]}
             if self.val_loader is not None:
                 val = evaluate_loader(self.network, self.val_loader, self.device, memory_format=self.memory_format,
-                                      amp_dtype=self.amp_dtype)
+                                      amp_dtype=self.amp_dtype, dist=self.dist)
                 row.update({"val_loss": val["loss"], "val_acc": val["acc"]})
             row.update({"test_loss": test["loss"], "test_acc": test["acc"], "test_top5": test["top5"],
                         "lr": lr, "drop_path_prob": self.network.drop_path_prob,
@@ -190,12 +216,13 @@ class Trainer:
                 state["best_val"] = self.best_val
                 run.save_checkpoint(state, name="best.pt")
             run.save_checkpoint(state)
+            self._last_saved = (epoch, 0)
             if self._stop.requested:
                 raise StopRequested(self._stop.requested, epoch, len(self.train_loader))
             logger.info("epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  lr %.5f  %.1fs",
                         epoch, cfg.epochs, row["train_loss"], row["train_acc"], row["test_loss"], row["test_acc"],
                         lr, row["seconds"])
-            for hook in self.hooks:
+            for hook in self.hooks if self.dist.is_main else ():
                 hook({"epoch": epoch, "row": row, "run": run, "trainer": self})
         last = self.metrics[-1] if self.metrics else {}
         final = {"genotype": self.genotype.to_dict(), "dataset": cfg.dataset, "epochs": self.epoch,
@@ -234,25 +261,32 @@ class Trainer:
                     total = total + cfg.auxiliary_weight * F.cross_entropy(logits_aux, y,
                                                                           label_smoothing=cfg.label_smoothing)
             self.scaler.scale(total).backward()
+            self.dist.average_grads_(net.parameters())
             if cfg.grad_clip > 0:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            self.dist.broadcast_buffers_(net)
             avg.update(loss.detach().float(), logits.detach().float(), y)
             if self.show_progress:
                 bar.set_postfix(loss=f"{avg.mean_loss:.3f}", acc=f"{avg.accuracy:.1f}")
             elif cfg.log_every and step % cfg.log_every == 0:
                 logger.info("epoch %d step %d/%d  train loss %.4f acc %.2f%%", epoch, step, steps, avg.mean_loss,
                             avg.accuracy)
-            stop = self._stop.requested
+            stop, bad = step_flags(self.dist, self._stop, float(loss.detach()), device=self.device)
+            if bad:
+                raise NonFiniteLoss("training", epoch, step, bad, self._last_saved,
+                                    self._run.path if self._run else None, "--lr")
             if step < steps and (stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
                 if self._run is not None:
                     self._run.save_checkpoint(self.state_dict({"step": step, "loader_rng": epoch_rng,
                                                                "avg": avg.state()}))
+                    self._last_saved = (epoch - 1, step)
                 if stop:
                     raise StopRequested(stop, epoch, step)
-        return {"loss": avg.mean_loss, "acc": avg.accuracy}
+        total = Average().load(self.dist.sum(avg.state()))
+        return {"loss": total.mean_loss, "acc": total.accuracy}
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -273,7 +307,8 @@ def _safe_macs(network: nn.Module, input_size: tuple[int, int, int], cfg: TrainC
 @torch.no_grad()
 def evaluate_loader(network: nn.Module, loader, device: torch.device, *,
                     memory_format: torch.memory_format = torch.contiguous_format,
-                    amp_dtype: torch.dtype | None = None, show_progress: bool = False) -> dict[str, float]:
+                    amp_dtype: torch.dtype | None = None, show_progress: bool = False,
+                    dist: Dist | None = None) -> dict[str, float]:
     """Top-1, top-5 and loss of ``network`` (which returns ``(logits, aux)``) over ``loader`` in eval mode."""
     was_training = network.training
     network.eval()
@@ -292,5 +327,7 @@ def evaluate_loader(network: nn.Module, loader, device: torch.device, *,
         top5 += int(hit.any(dim=1).sum())
         n += y.shape[0]
     network.train(was_training)
+    if dist is not None and dist.enabled:  # each rank read its own part
+        loss_sum, top1, top5, n = dist.sum([loss_sum, top1, top5, n])
     n = max(n, 1)
-    return {"loss": loss_sum / n, "acc": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "images": n}
+    return {"loss": loss_sum / n, "acc": 100.0 * top1 / n, "top5": 100.0 * top5 / n, "images": int(n)}

@@ -1,0 +1,52 @@
+"""Run under torchrun by tests/test_distributed.py: a tiny search whose every step records a digest of the
+weights, BN statistics and alphas of this rank; rank 0 writes all ranks' digests to a JSON file."""
+import hashlib
+import json
+import sys
+
+import torch
+
+from dartsnas.config import SearchConfig
+from dartsnas.engine import distributed
+from dartsnas.engine.search import Search
+from dartsnas.runs import RunDir
+
+
+def digest(module: torch.nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def main() -> None:
+    out, order, hessian = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    dist, device = distributed.setup("cpu")
+    cfg = SearchConfig(dataset="digits", layers=3, init_channels=4, nodes=2, multiplier=2, batch_size=32,
+                       workers=0, epochs=1, seed=5, order=order, hessian=hessian, checkpoint_every=0)
+    search = Search(cfg, dist=dist, device=device, show_progress=False)
+    digests = [digest(search.network)]
+    weight_step = search.weight_step
+
+    def recorded(x, y):
+        result = weight_step(x, y)
+        digests.append(digest(search.network))
+        return result
+
+    search.weight_step = recorded
+    run = RunDir(out)
+    if dist.is_main:
+        run.path.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    result = search.run(run)
+    everyone = dist.gather_objects({"digests": digests, "genotype": str(result.genotype),
+                                    "alphas": [a.tolist() for a in search.network.alphas()]})
+    if dist.is_main:
+        with open(run.path / "ranks.json", "w") as f:
+            json.dump(everyone, f)
+    distributed.teardown()
+
+
+if __name__ == "__main__":
+    main()
