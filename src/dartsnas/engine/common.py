@@ -158,7 +158,7 @@ class NonFiniteLoss(DartsNASError):
     """A loss became NaN or infinite: the run stops without saving, so the last good checkpoint stays."""
 
     def __init__(self, kind: str, epoch: int, step: int, what: str, last_saved: tuple[int, int] | None,
-                 run_path: Any, lr_flags: str):
+                 run_path: Any, remedies: str):
         if last_saved is None:
             kept = "no checkpoint had been saved yet"
         elif last_saved[1]:
@@ -167,8 +167,7 @@ class NonFiniteLoss(DartsNASError):
             kept = f"its last good checkpoint (end of epoch {last_saved[0]}) is kept"
         where = f" in {run_path}" if run_path is not None else ""
         super().__init__(f"the {what} became non-finite in epoch {epoch} step {step}; the {kind} stopped and "
-                         f"{kept}{where}. Usual remedies: a lower {lr_flags}, a gradient clip (--grad-clip 5), "
-                         "full precision (--amp off)")
+                         f"{kept}{where}; start again with {remedies}")
         self.epoch, self.step = epoch, step
 
 

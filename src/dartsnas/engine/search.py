@@ -245,10 +245,10 @@ class Search:
             arch_losses.append(arch["arch_loss"])
             loss, logits = self.weight_step(x, y)
             avg.update(loss, logits, y)
-            stop, bad = step_flags(self.dist, self._stop, arch["arch_loss"], float(loss), self.device)
+            stop, bad = step_flags(self.dist, self._stop, arch["arch_loss"], float(loss), device=self.device)
             if bad:
                 raise NonFiniteLoss("search", epoch, step, bad, self._last_saved, self._run.path if self._run else None,
-                                    "--lr or --arch-lr")
+                                    "a lower --lr or --arch-lr, or a gradient clip (--grad-clip 5)")
             if self.show_progress:
                 bar.set_postfix(loss=f"{avg.mean_loss:.3f}", acc=f"{avg.accuracy:.1f}")
             elif cfg.log_every and step % cfg.log_every == 0:

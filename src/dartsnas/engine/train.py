@@ -277,7 +277,8 @@ class Trainer:
             stop, bad = step_flags(self.dist, self._stop, float(loss.detach()), device=self.device)
             if bad:
                 raise NonFiniteLoss("training", epoch, step, bad, self._last_saved,
-                                    self._run.path if self._run else None, "--lr")
+                                    self._run.path if self._run else None,
+                                    "a lower --lr, a gradient clip (--grad-clip 5) or full precision (--amp off)")
             if step < steps and (stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
                 if self._run is not None:
                     self._run.save_checkpoint(self.state_dict({"step": step, "loader_rng": epoch_rng,
