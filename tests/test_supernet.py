@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from dartsnas.errors import ConfigError, UnknownNameError
 from dartsnas.ops import OPS, DARTS_PRIMITIVES, register_op
 from dartsnas.space import SearchSpace, get_space
-from dartsnas.supernet import MixedOp, SearchNetwork, reduction_positions
+from dartsnas.supernet import MixedOp, SearchNetwork, recomputed, reduction_positions
 
 
 def test_default_network_matches_the_original_sizes():
@@ -46,8 +46,15 @@ def test_mixed_op_is_the_softmax_weighted_sum_and_skips_none():
     mixed = MixedOp(prims, 4, 1).eval()
     x = torch.randn(2, 4, 6, 6)
     w = torch.softmax(torch.randn(len(prims)), 0)
-    expected = sum(w[k] * op(x) for k, op in zip(mixed.indices, mixed.ops))
-    assert torch.allclose(mixed(x, w), expected)
+    expected = 0
+    for k, op in zip(mixed.indices, mixed.ops):  # fresh ops, as registered (with their own leading ReLU)
+        ref = OPS[prims[k]](4, 1, False)
+        if "pool" in prims[k]:
+            ref = torch.nn.Sequential(ref, torch.nn.BatchNorm2d(4, affine=False))
+        ref.load_state_dict(op.state_dict())
+        expected = expected + w[k] * ref.eval()(x)
+    assert torch.allclose(mixed(x, w), expected, atol=1e-6)
+    assert sum(mixed.relu_fed) == 4  # the four convolutions share one relu(x)
     assert prims.index("none") not in mixed.indices
     # the none weight still matters through the softmax: a larger none alpha shrinks the output
     a = torch.zeros(len(prims))
@@ -127,3 +134,99 @@ def test_darts_primitives_keep_channels_and_divide_size(name, stride):
     op = OPS[name](6, stride, False)
     y = op(torch.randn(2, 6, 8, 8))
     assert y.shape == (2, 6, 8 // stride, 8 // stride)
+
+
+@pytest.mark.parametrize("mode", ["cells", "edges"])
+def test_recompute_gives_the_same_gradients_and_bn_statistics(mode):
+    torch.manual_seed(0)
+    space = SearchSpace(primitives=tuple(DARTS_PRIMITIVES), nodes=2, multiplier=2)
+    plain = SearchNetwork(space, 4, 10, 3, stem_multiplier=1).double()
+    lean = SearchNetwork(space, 4, 10, 3, stem_multiplier=1, recompute=mode).double()
+    lean.load_state_dict(plain.state_dict())
+    x, y = torch.randn(6, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (6,))
+    for net in (plain, lean):
+        F.cross_entropy(net(x), y).backward()
+    for (n, a), b in zip(plain.named_parameters(), lean.parameters()):
+        assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-12), n
+    for (n, a), b in zip(plain.named_buffers(), lean.buffers()):
+        assert torch.equal(a, b), n  # running statistics updated once, not again by the recomputation
+
+
+def test_recompute_uses_the_parameters_the_forward_saw():
+    """Inside functional_call (the Architect's virtual step) the backward must differentiate the substituted
+    weights, not the module's own."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(3, 2)
+    w = torch.randn(2, 3, requires_grad=True)
+    x = torch.randn(4, 3)
+    out = torch.func.functional_call(lin, {"weight": w, "bias": lin.bias}, (x,))
+    ref = torch.autograd.grad(out.square().sum(), w)[0]
+    class Wrap(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, x):
+            return recomputed(self.lin, x)
+    wrap = Wrap()
+    out = torch.func.functional_call(wrap, {"lin.weight": w, "lin.bias": lin.bias}, (x,))
+    assert torch.allclose(torch.autograd.grad(out.square().sum(), w)[0], ref)
+
+
+def test_partial_channels_send_a_quarter_through_the_ops_and_shuffle_the_rest():
+    from dartsnas.supernet import channel_shuffle
+
+    x = torch.arange(8.0).view(1, 8, 1, 1)
+    assert channel_shuffle(x, 4).flatten().tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+    torch.manual_seed(0)
+    prims = ("skip_connect", "sep_conv_3x3")
+    edge = MixedOp(prims, 8, 1, partial=4).eval()
+    assert all(m.in_channels == 2 for m in edge.modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.randn(2, 8, 5, 5)
+    out = edge(x, torch.tensor([1.0, 0.0]))  # only skip: the first quarter passes, all shuffled
+    assert torch.allclose(out, channel_shuffle(x, 4))
+    down = MixedOp(prims, 8, 2, partial=4).eval()(x, torch.tensor([0.5, 0.5]))
+    assert down.shape == (2, 8, 3, 3)
+
+
+def test_pc_darts_edge_weights_enter_the_forward_and_the_genotype():
+    torch.manual_seed(0)
+    space = SearchSpace(primitives=tuple(DARTS_PRIMITIVES), nodes=3, multiplier=2)
+    net = SearchNetwork(space, 8, 10, 3, stem_multiplier=1, partial_channels=4)
+    assert net.alpha_names() == ["alpha_normal", "alpha_reduce", "beta_normal", "beta_reduce"]
+    assert net.beta_normal.shape == (space.num_edges,)
+    e_normal, _ = net.edge_gates()
+    assert torch.allclose(torch.stack([e_normal[0:2].sum(), e_normal[2:5].sum(), e_normal[5:9].sum()]),
+                          torch.ones(3))
+    F.cross_entropy(net(torch.randn(4, 3, 8, 8)), torch.tensor([0, 1, 2, 3])).backward()
+    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in net.alphas())
+    assert all(p.grad is not None for p in net.weights() if p.requires_grad)
+    # make edge 3 (node 1, input 1) the strongest by its op weights, then kill it with its beta: not chosen
+    with torch.no_grad():
+        net.alpha_normal.zero_()
+        net.alpha_normal[3, DARTS_PRIMITIVES.index("sep_conv_3x3")] = 5.0
+        net.beta_normal.zero_()
+    assert ("sep_conv_3x3", 1) in net.genotype().normal.nodes[1]
+    with torch.no_grad():
+        net.beta_normal[3] = -20.0
+    assert all(inp != 1 for _, inp in net.genotype().normal.nodes[1])
+
+
+@pytest.mark.parametrize("size", [8, 7])
+def test_factorized_reduce_is_the_same_in_channels_last(size):
+    """Channels-last takes another code path (subsample, then a stride-1 1x1 convolution) that avoids a heap
+    corruption in torch's strided 1x1 convolution backward; the numbers must not change."""
+    from dartsnas.ops import FactorizedReduce
+
+    torch.manual_seed(0)
+    ref = FactorizedReduce(4, 4, affine=False).double()
+    lean = FactorizedReduce(4, 4, affine=False).double().to(memory_format=torch.channels_last)
+    lean.load_state_dict(ref.state_dict())
+    x = torch.randn(25, 4, size, size, dtype=torch.float64)
+    xr, xl = x.clone().requires_grad_(), x.clone().contiguous(memory_format=torch.channels_last).requires_grad_()
+    a, b = ref(xr), lean(xl)
+    assert torch.allclose(a, b, atol=1e-12)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    assert torch.allclose(xr.grad, xl.grad, atol=1e-12)
+    assert torch.allclose(ref.conv_1.weight.grad, lean.conv_1.weight.grad, atol=1e-10)

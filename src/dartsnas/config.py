@@ -44,6 +44,16 @@ class SearchConfig:
     hessian: str = field(default="finite-difference", metadata=help_(
         "second-order Hessian-vector product: the paper's finite difference, or exact double backward",
         choices=["finite-difference", "exact"]))
+    partial_channels: int = field(default=1, metadata=help_(
+        "PC-DARTS: send 1/K of the channels through each mixed op, with channel shuffle and edge "
+        "normalisation (1: off, the paper's DARTS; PC-DARTS uses 4)", metavar="K"))
+    recompute: str = field(default="off", metadata=help_(
+        "activation checkpointing to save memory: off, cells or edges (least memory, slowest)",
+        choices=["off", "cells", "edges"]))
+    channels_last: bool = field(default=True, metadata=help_(
+        "channels-last memory format (faster on CPU and GPU; same maths)"))
+    amp: str = field(default="off", metadata=help_(
+        "mixed precision of the supernet's forward: off or bf16 (autocast)", choices=["off", "bf16"]))
     lr: float = field(default=0.025, metadata=help_("weight learning rate (SGD), cosine-annealed to --lr-min"))
     lr_min: float = field(default=0.001, metadata=help_("final weight learning rate"))
     momentum: float = field(default=0.9, metadata=help_("SGD momentum of the weights"))
@@ -81,6 +91,13 @@ class SearchConfig:
             raise ConfigError(f"order must be 1 or 2, got {self.order}")
         if self.hessian not in ("finite-difference", "exact"):
             raise ConfigError(f"hessian must be finite-difference or exact, got {self.hessian!r}")
+        if self.recompute not in ("off", "cells", "edges"):
+            raise ConfigError(f"recompute must be off, cells or edges, got {self.recompute!r}")
+        if self.amp not in ("off", "bf16"):
+            raise ConfigError(f"amp must be off or bf16 in search, got {self.amp!r}")
+        if self.partial_channels < 1 or self.init_channels % self.partial_channels:
+            raise ConfigError(f"partial_channels must be >= 1 and divide init_channels ({self.init_channels}), "
+                              f"got {self.partial_channels}")
         if not 0.0 < self.train_portion < 1.0:
             raise ConfigError(f"train_portion must be between 0 and 1 (exclusive), got {self.train_portion}")
         for name in ("lr", "arch_lr"):

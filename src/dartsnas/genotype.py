@@ -374,6 +374,19 @@ def softmax(x: Any, axis: int = -1) -> np.ndarray:
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
+def edge_normalized(op_weights: Any, betas: Any, nodes: int) -> np.ndarray:
+    """PC-DARTS edge normalisation: each edge's op weights times the softmax of the betas over the edges that
+    enter the same node (what its derivation ranks edges by)."""
+    w = np.array(_to_numpy(op_weights), dtype=np.float64)
+    b = _to_numpy(betas).astype(np.float64)
+    start = 0
+    for i in range(nodes):
+        end = start + 2 + i
+        w[start:end] *= softmax(b[start:end])[:, None]
+        start = end
+    return w
+
+
 def num_edges(nodes: int) -> int:
     """Edges of a cell with ``nodes`` intermediate nodes: node i reads states 0..i+1, so sum of (2 + i)."""
     return sum(2 + i for i in range(nodes))

@@ -192,7 +192,7 @@ def _fmt(v: Any) -> Any:
 def derive_from_history(run_path: str | Path, epoch: int | None = None) -> tuple[Genotype, int]:
     """Re-derive the genotype after ``epoch`` (default: the last saved) from a search run's raw alpha history."""
     from .config import read_yaml
-    from .genotype import derive_genotype, softmax
+    from .genotype import derive_genotype, edge_normalized, softmax
 
     run = RunDir.open(run_path)
     cfg = read_yaml(run.config_path)
@@ -208,6 +208,9 @@ def derive_from_history(run_path: str | Path, epoch: int | None = None) -> tuple
     nodes, multiplier = cfg.get("nodes"), cfg.get("multiplier")
     if not isinstance(nodes, int) or not isinstance(multiplier, int):
         raise ConfigError(f"{run.config_path} lacks nodes/multiplier; it is not a search run's config")
-    genotype = derive_genotype(softmax(history["alpha_normal"][epoch]), softmax(history["alpha_reduce"][epoch]),
-                               primitives, nodes, multiplier)
+    normal, reduce = softmax(history["alpha_normal"][epoch]), softmax(history["alpha_reduce"][epoch])
+    if "beta_normal" in history and "beta_reduce" in history:  # a PC-DARTS search: edge normalisation
+        normal = edge_normalized(normal, history["beta_normal"][epoch], nodes)
+        reduce = edge_normalized(reduce, history["beta_reduce"][epoch], nodes)
+    genotype = derive_genotype(normal, reduce, primitives, nodes, multiplier)
     return genotype, epoch

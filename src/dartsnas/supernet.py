@@ -13,22 +13,72 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from torch.func import functional_call
+from torch.utils.checkpoint import checkpoint
+
 from .errors import ConfigError
-from .genotype import Genotype, derive_genotype, softmax
+from .genotype import Genotype, derive_genotype, edge_normalized, softmax
 from .ops import FactorizedReduce, ReLUConvBN, build_op
 from .space import SearchSpace
+
+
+RECOMPUTE_MODES = ("off", "cells", "edges")
+
+
+def _strip_leading_relu(module: nn.Module) -> bool:
+    """If ``module`` is a Sequential whose first step (looking into nested Sequentials) is a ReLU, replace that
+    ReLU by an identity and return True: the caller then feeds it ``relu(x)`` computed once for all such ops."""
+    if isinstance(module, nn.Sequential) and len(module) > 0:
+        if isinstance(module[0], nn.ReLU):
+            module[0] = nn.Identity()
+            return True
+        return _strip_leading_relu(module[0])
+    return False
+
+
+def recomputed(module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+    """``module(*inputs)`` under activation checkpointing: nothing inside is kept for the backward pass, which
+    runs the forward again. The recomputation uses the parameters the forward saw (so it is right inside
+    ``torch.func.functional_call``, as in the Architect's virtual step) and copies of the buffers (so BatchNorm
+    running statistics are updated once, not twice)."""
+    params = dict(module.named_parameters())
+    calls = {"n": 0}
+
+    def run(*args):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return module(*args)
+        buffers = {n: b.clone() for n, b in module.named_buffers()}
+        return functional_call(module, {**params, **buffers}, args)
+
+    return checkpoint(run, *inputs, use_reentrant=False, preserve_rng_state=False)
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave ``groups`` groups of channels (ShuffleNet), keeping the memory format of ``x``."""
+    b, c, h, w = x.shape
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
+        else torch.contiguous_format
+    out = x.reshape(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+    return out.contiguous(memory_format=fmt)
 
 
 class MixedOp(nn.Module):
     """One edge: ``sum_k w_k * op_k(x)`` over the candidate ops (Eq. 2 of the paper).
 
     The `none` op is not computed: its output is zero, so it adds nothing to the sum, and its alpha still gets
-    its gradient through the softmax normalisation.
+    its gradient through the softmax normalisation. Ops that begin with a ReLU (the separable and dilated
+    convolutions) share one ``relu(x)``: the same maths with less work and memory.
     """
 
-    def __init__(self, primitives: Sequence[str], C: int, stride: int):
+    def __init__(self, primitives: Sequence[str], C: int, stride: int, partial: int = 1):
         super().__init__()
+        if partial < 1 or C % partial:
+            raise ConfigError(f"partial channels K={partial} must divide the edge's {C} channels")
+        self.partial = partial
+        C = C // partial
         self.indices: list[int] = []
+        self.relu_fed: list[bool] = []
         self.ops = nn.ModuleList()
         for k, name in enumerate(primitives):
             if name == "none":
@@ -37,13 +87,27 @@ class MixedOp(nn.Module):
             if "pool" in name:  # pooling has no BN of its own; the search network adds a non-affine one
                 op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
             self.indices.append(k)
+            self.relu_fed.append(_strip_leading_relu(op))
             self.ops.append(op)
         self.stride = stride
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        if self.partial == 1:
+            return self._mix(x, weights)
+        # PC-DARTS: 1/K of the channels through the ops, the rest bypass (pooled when reducing), then a
+        # channel shuffle so that other channels take part at the next edge
+        C = x.shape[1] // self.partial
+        mixed = self._mix(x[:, :C], weights)
+        rest = x[:, C:]
+        if self.stride == 2:
+            rest = F.max_pool2d(rest, 2, 2, ceil_mode=True)  # ceil: odd sizes match the ops
+        return channel_shuffle(torch.cat([mixed, rest], dim=1), self.partial)
+
+    def _mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         out = None
-        for k, op in zip(self.indices, self.ops):
-            term = weights[k] * op(x)
+        relu_x = F.relu(x) if any(self.relu_fed) else None
+        for k, op, fed in zip(self.indices, self.ops, self.relu_fed):
+            term = weights[k] * op(relu_x if fed else x)
             out = term if out is None else out + term
         return out
 
@@ -53,7 +117,7 @@ class SearchCell(nn.Module):
     over all earlier states; the output concatenates the last ``multiplier`` nodes."""
 
     def __init__(self, space: SearchSpace, C_prev_prev: int, C_prev: int, C: int, reduction: bool,
-                 reduction_prev: bool):
+                 reduction_prev: bool, partial: int = 1):
         super().__init__()
         self.reduction = reduction
         self.nodes = space.nodes
@@ -63,19 +127,28 @@ class SearchCell(nn.Module):
         else:
             self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
+        self.recompute_edges = False
         self.edges = nn.ModuleList()
         for i in range(self.nodes):
             for j in range(2 + i):
                 stride = 2 if reduction and j < 2 else 1
-                self.edges.append(MixedOp(space.primitives, C, stride))
+                self.edges.append(MixedOp(space.primitives, C, stride, partial))
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
+                edge_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """``weights``: softmax gates ``[edges, ops]``; ``edge_weights`` (PC-DARTS): one factor per edge."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offset = 0
         for _ in range(self.nodes):
             node = None
             for j, h in enumerate(states):
-                term = self.edges[offset + j](h, weights[offset + j])
+                edge = self.edges[offset + j]
+                if self.recompute_edges and torch.is_grad_enabled():
+                    term = recomputed(edge, h, weights[offset + j])
+                else:
+                    term = edge(h, weights[offset + j])
+                if edge_weights is not None:
+                    term = edge_weights[offset + j] * term
                 node = term if node is None else node + term
             offset += len(states)
             states.append(node)
@@ -91,7 +164,7 @@ class SearchNetwork(nn.Module):
     """The DARTS supernet. ``weights()`` and ``alphas()`` are separate parameter sets with separate optimizers."""
 
     def __init__(self, space: SearchSpace, C: int = 16, num_classes: int = 10, layers: int = 8, *,
-                 in_channels: int = 3, stem_multiplier: int = 3):
+                 in_channels: int = 3, stem_multiplier: int = 3, recompute: str = "off", partial_channels: int = 1):
         super().__init__()
         for name, value, low in (("init_channels", C, 1), ("num_classes", num_classes, 1), ("layers", layers, 1),
                                  ("in_channels", in_channels, 1), ("stem_multiplier", stem_multiplier, 1)):
@@ -100,6 +173,9 @@ class SearchNetwork(nn.Module):
         self.space = space
         self.C, self.num_classes, self.layers = C, num_classes, layers
         self.in_channels, self.stem_multiplier = in_channels, stem_multiplier
+        if not isinstance(partial_channels, int) or partial_channels < 1 or C % partial_channels:
+            raise ConfigError(f"partial_channels must be a whole number >= 1 dividing C={C}, got {partial_channels!r}")
+        self.partial_channels = partial_channels
 
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
@@ -111,22 +187,39 @@ class SearchNetwork(nn.Module):
             reduction = i in self.reductions
             if reduction:
                 C_curr *= 2
-            self.cells.append(SearchCell(space, C_prev_prev, C_prev, C_curr, reduction, reduction_prev))
+            self.cells.append(SearchCell(space, C_prev_prev, C_prev, C_curr, reduction, reduction_prev,
+                                         partial_channels))
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, space.multiplier * C_curr
         self.classifier = nn.Linear(C_prev, num_classes)
 
+        self.set_recompute(recompute)
         shape = (space.num_edges, space.num_ops)
         self.alpha_normal = nn.Parameter(1e-3 * torch.randn(shape))
         self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(shape))
+        if partial_channels > 1:  # PC-DARTS edge normalisation: one beta per edge, softmax over a node's edges
+            self.beta_normal = nn.Parameter(1e-3 * torch.randn(space.num_edges))
+            self.beta_reduce = nn.Parameter(1e-3 * torch.randn(space.num_edges))
+
+    def set_recompute(self, mode: str) -> "SearchNetwork":
+        """Activation checkpointing: ``off`` keeps every activation (fastest); ``cells`` keeps only each cell's
+        inputs and recomputes one cell at a time in the backward pass; ``edges`` recomputes each mixed op
+        (least memory). The gradients are the same; the backward pass runs the forward once more."""
+        if mode not in RECOMPUTE_MODES:
+            raise ConfigError(f"recompute must be one of {', '.join(RECOMPUTE_MODES)}, got {mode!r}")
+        self.recompute = mode
+        for cell in self.cells:
+            cell.recompute_edges = mode == "edges"
+        return self
 
     # -- parameter sets --------------------------------------------------------------------------------------
     def alpha_names(self) -> list[str]:
-        return ["alpha_normal", "alpha_reduce"]
+        names = ["alpha_normal", "alpha_reduce"]
+        return names + ["beta_normal", "beta_reduce"] if self.partial_channels > 1 else names
 
     def alphas(self) -> list[nn.Parameter]:
-        """The architecture parameters, in the order of ``alpha_names()``."""
-        return [self.alpha_normal, self.alpha_reduce]
+        """The architecture parameters, in the order of ``alpha_names()`` (PC-DARTS adds the edge betas)."""
+        return [getattr(self, n) for n in self.alpha_names()]
 
     def named_weights(self) -> Iterator[tuple[str, nn.Parameter]]:
         alpha_names = set(self.alpha_names())
@@ -149,11 +242,30 @@ class SearchNetwork(nn.Module):
         """The softmax weights of the normal and reduction cells' edges (``[edges, ops]`` each)."""
         return F.softmax(self.alpha_normal, dim=-1), F.softmax(self.alpha_reduce, dim=-1)
 
+    def edge_gates(self) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
+        """PC-DARTS: per edge, the softmax of the betas over the edges entering the same node."""
+        if self.partial_channels == 1:
+            return None, None
+        out = []
+        for beta in (self.beta_normal, self.beta_reduce):
+            parts, start = [], 0
+            for i in range(self.space.nodes):
+                parts.append(F.softmax(beta[start:start + 2 + i], dim=-1))
+                start += 2 + i
+            out.append(torch.cat(parts))
+        return out[0], out[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w_normal, w_reduce = self.gates()
+        e_normal, e_reduce = self.edge_gates()
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
+            w, e = (w_reduce, e_reduce) if cell.reduction else (w_normal, e_normal)
+            args = (s0, s1, w) if e is None else (s0, s1, w, e)
+            if self.recompute == "cells" and torch.is_grad_enabled():
+                s0, s1 = s1, recomputed(cell, *args)
+            else:
+                s0, s1 = s1, cell(*args)
         out = F.adaptive_avg_pool2d(s1, 1).flatten(1)
         return self.classifier(out)
 
@@ -162,8 +274,11 @@ class SearchNetwork(nn.Module):
         """The discrete architecture: per node the two strongest non-`none` edges, each with its best op."""
         with torch.no_grad():
             raw = [a.detach().float().cpu().numpy() for a in self.alphas()]
-        return derive_genotype(softmax(raw[0]), softmax(raw[1]), self.space.primitives, self.space.nodes,
-                               self.space.multiplier)
+        normal, reduce = softmax(raw[0]), softmax(raw[1])
+        if self.partial_channels > 1:  # PC-DARTS ranks edges by op weight times edge weight
+            normal = edge_normalized(normal, raw[2], self.space.nodes)
+            reduce = edge_normalized(reduce, raw[3], self.space.nodes)
+        return derive_genotype(normal, reduce, self.space.primitives, self.space.nodes, self.space.multiplier)
 
     def arch_state(self) -> dict[str, torch.Tensor]:
         """The raw alphas by name, detached copies on the CPU (what the alpha history stores)."""

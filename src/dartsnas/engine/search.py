@@ -7,6 +7,7 @@ The cosine schedule gives epoch e its learning rate and steps after the epoch.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -37,7 +38,7 @@ EpochHook = Callable[[dict[str, Any]], None]
 
 # Keys whose change would make a resumed run a different experiment.
 RESUME_LOCKED = ("dataset", "layers", "init_channels", "nodes", "multiplier", "stem_multiplier", "space",
-                 "primitives", "order", "hessian", "batch_size", "train_portion", "seed", "lr", "lr_min",
+                 "primitives", "partial_channels", "order", "hessian", "batch_size", "train_portion", "seed", "lr", "lr_min",
                  "momentum", "weight_decay", "grad_clip", "arch_lr", "arch_weight_decay", "arch_betas")
 
 
@@ -75,7 +76,11 @@ class Search:
             pin_memory=self.device.type == "cuda")
         self.network = SearchNetwork(self.space, cfg.init_channels, self.info.num_classes, cfg.layers,
                                      in_channels=self.info.channels,
-                                     stem_multiplier=cfg.stem_multiplier).to(self.device)
+                                     stem_multiplier=cfg.stem_multiplier, recompute=cfg.recompute,
+                                     partial_channels=cfg.partial_channels)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.network.to(self.device, memory_format=self.memory_format)
+        self.amp_dtype = torch.bfloat16 if cfg.amp == "bf16" else None
         self._check_builds()
         if self.dist.enabled:  # the same start everywhere, then each rank its own random stream (augmentation)
             self.dist.broadcast_params_(self.network)
@@ -101,7 +106,8 @@ class Search:
         from ..errors import ConfigError
 
         size = self.info.image_size
-        x = torch.zeros(2, self.info.channels, size, size, device=self.device)
+        x = torch.zeros(2, self.info.channels, size, size, device=self.device).contiguous(
+            memory_format=self.memory_format)
         try:
             with torch.no_grad():
                 self.network.eval()
@@ -238,10 +244,12 @@ class Search:
                        enabled=self.show_progress, initial=first)
         for step in bar:
             x, y, xv, yv = next_pair()
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            xv, yv = xv.to(self.device, non_blocking=True), yv.to(self.device, non_blocking=True)
-            # alpha step (the paper's Eq. 6-8), then the weight step on the training batch
-            arch = self.architect.step((x, y), (xv, yv), self.weight_optimizer)
+            x, xv = (t.to(self.device, non_blocking=True, memory_format=self.memory_format) for t in (x, xv))
+            y, yv = y.to(self.device, non_blocking=True), yv.to(self.device, non_blocking=True)
+            # alpha step (the paper's Eq. 6-8), then the weight step on the training batch; bf16 autocast leaves
+            # the second-order step in float32 (its finite difference is below bf16's resolution)
+            with _autocast(self.device, self.amp_dtype if cfg.order == 1 else None):
+                arch = self.architect.step((x, y), (xv, yv), self.weight_optimizer)
             arch_losses.append(arch["arch_loss"])
             loss, logits = self.weight_step(x, y)
             avg.update(loss, logits, y)
@@ -271,8 +279,9 @@ class Search:
         for a in alphas:  # the weight step needs no alpha gradient: do not compute it
             a.requires_grad_(False)
         try:
-            logits = self.network(x)
-            loss = F.cross_entropy(logits, y)
+            with _autocast(self.device, self.amp_dtype):
+                logits = self.network(x)
+            loss = F.cross_entropy(logits.float(), y)
             loss.backward()
         finally:
             for a in alphas:
@@ -290,12 +299,19 @@ class Search:
         self.network.eval()
         avg = Average()
         for x, y in self.val_loader:
-            x, y = x.to(self.device), y.to(self.device)
-            logits = self.network(x)
+            x, y = x.to(self.device, memory_format=self.memory_format), y.to(self.device)
+            with _autocast(self.device, self.amp_dtype):
+                logits = self.network(x).float()
             avg.update(F.cross_entropy(logits, y), logits, y)
         self.network.train()
         avg = Average().load(self.dist.sum(avg.state()))  # every rank read its own shard
         return {"loss": avg.mean_loss, "acc": avg.accuracy}
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _cosine(lr: float, lr_min: float, epoch: int, epochs: int) -> float:

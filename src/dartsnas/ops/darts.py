@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from . import register_op
 
@@ -79,6 +80,11 @@ class Zero(nn.Module):
         return x[:, :, :: self.stride, :: self.stride].mul(0.0)
 
 
+def _conv1x1_dense(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``conv`` (1x1, stride 2, no padding) applied to ``x`` already subsampled by 2: a stride-1 convolution."""
+    return F.conv2d(x.contiguous(memory_format=torch.channels_last), conv.weight, conv.bias)
+
+
 class FactorizedReduce(nn.Module):
     """Halve the spatial size with two 1 x 1 stride-2 convolutions (one shifted by a pixel), concatenated."""
 
@@ -96,7 +102,14 @@ class FactorizedReduce(nn.Module):
         shifted = x[:, :, 1:, 1:]
         if shifted.shape[-1] == 0 or shifted.shape[-2] == 0:  # 1x1 input: nothing to shift
             shifted = x
-        a, b = self.conv_1(x), self.conv_2(shifted)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # Channels-last: subsample first, then a stride-1 1x1 convolution (the same numbers). torch 2.14.1's
+            # CPU backward of a strided 1x1 convolution corrupts the heap in channels-last for some small
+            # shapes (e.g. 4 channels, batch 25), so it is never called here.
+            a = _conv1x1_dense(self.conv_1, x[:, :, ::2, ::2])
+            b = _conv1x1_dense(self.conv_2, shifted[:, :, ::2, ::2])
+        else:
+            a, b = self.conv_1(x), self.conv_2(shifted)
         if a.shape != b.shape:  # odd sizes: the shifted branch is one pixel short
             b = nn.functional.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
         return self.bn(torch.cat([a, b], dim=1))
