@@ -27,11 +27,15 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 YARDSTICK_DIR = Path(__file__).resolve().parents[2] / "shared" / "yardstick"
-IMPLS = ("ours", "yardstick")
+# Our modes: the default (channels-last, shared ReLU, no `none` work, no network copy), activation recompute
+# of cells or of mixed ops (the memory-saving modes), and PC-DARTS partial channels (K=4).
+OURS = {"ours": {}, "ours-cells": {"recompute": "cells"}, "ours-edges": {"recompute": "edges"},
+        "ours-pc4": {"partial_channels": 4}}
+IMPLS = (*OURS, "yardstick")
 
 # Full-size defaults (the paper's search network) and the tiny --quick ones; explicit options win over both.
-DEFAULTS = dict(batch_sizes="64,32", warmup=2, iters=5, init_channels=16, layers=8, nodes=4)
-QUICK = dict(batch_sizes="8", warmup=1, iters=2, init_channels=4, layers=3, nodes=4)
+DEFAULTS = dict(batch_sizes="64,32", warmup=2, iters=5, init_channels=16, layers=8, nodes=4, train_batch=96)
+QUICK = dict(batch_sizes="8", warmup=1, iters=2, init_channels=4, layers=3, nodes=4, train_batch=8)
 
 
 # -- options ---------------------------------------------------------------------------------------------------
@@ -41,8 +45,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-sizes", default=None, help="comma-separated (default 64,32; --quick: 8)")
     p.add_argument("--orders", default="1,2", help="comma-separated architecture-step orders (default 1,2)")
     p.add_argument("--impl", default=None,
-                   help="comma-separated from ours,yardstick (default: ours, plus yardstick when "
+                   help=f"comma-separated from {','.join(IMPLS)} (default: ours, plus yardstick when "
                         f"{YARDSTICK_DIR} exists)")
+    p.add_argument("--train", action="store_true",
+                   help="also time training of the DARTS_V2 network (C=36, 20 layers, auxiliary head, drop "
+                        "path; --quick: C=8, 5 layers), channels-last and not")
+    p.add_argument("--train-batch", type=int, default=None, help="training batch size (default 96; --quick: 8)")
+    p.add_argument("--markdown", type=Path, default=None, help="also write a Markdown table to this file")
+    p.add_argument("--mode", default="search", help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default 2; --quick: 1)")
     p.add_argument("--iters", type=int, default=None, help="timed iterations (default 5; --quick: 2)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads in each worker (default 2)")
@@ -86,12 +96,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     else:
         args.impl = [i.strip() for i in args.impl.split(",") if i.strip()]
         unknown = [i for i in args.impl if i not in IMPLS]
+        if args.worker and args.mode == "train":
+            unknown = [i for i in args.impl if i not in ("channels-last", "contiguous")]
         if unknown or not args.impl:
             p.error(f"--impl: unknown {', '.join(unknown) or '(empty)'}; known: {', '.join(IMPLS)}")
         if "yardstick" in args.impl and not YARDSTICK_DIR.is_dir():
             p.error(f"--impl yardstick needs {YARDSTICK_DIR}, which is not there")
-    # The reference first in each pair, as the yardstick README asks.
-    args.impl = [i for i in ("yardstick", "ours") if i in args.impl]
+    # The reference first in each group, as the yardstick README asks.
+    if not (args.worker and args.mode == "train"):
+        args.impl = [i for i in ("yardstick", *OURS) if i in args.impl]
     return args
 
 
@@ -149,7 +162,8 @@ def _build(impl: str, args: argparse.Namespace, order: int, device):
         from dartsnas import Architect, SearchNetwork, SearchSpace
 
         space = SearchSpace(nodes=args.nodes, multiplier=args.nodes)
-        net = SearchNetwork(space, C=args.init_channels, num_classes=10, layers=args.layers).to(device)
+        net = SearchNetwork(space, C=args.init_channels, num_classes=10, layers=args.layers, **OURS[impl])
+        net.to(device, memory_format=torch.channels_last)  # dartsnas search's default
         w_opt = torch.optim.SGD(net.weights(), 0.025, momentum=0.9, weight_decay=3e-4)
         arch = Architect(net, order=order, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3)
 
@@ -188,8 +202,10 @@ def run_worker(args: argparse.Namespace) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     n_batches = args.warmup + args.iters
 
+    fmt = torch.contiguous_format if impl == "yardstick" else torch.channels_last
+
     def make_batch():
-        return (torch.randn(batch, 3, 32, 32, generator=gen).to(device),
+        return (torch.randn(batch, 3, 32, 32, generator=gen).to(device, memory_format=fmt),
                 torch.randint(0, 10, (batch,), generator=gen).to(device))
 
     batches = [(make_batch(), make_batch()) for _ in range(n_batches)]
@@ -246,9 +262,52 @@ def run_worker(args: argparse.Namespace) -> dict:
     return result
 
 
+def run_train_worker(args: argparse.Namespace) -> dict:
+    """Training throughput of the DARTS_V2 network as ``dartsnas train`` runs it (SGD, auxiliary head 0.4,
+    drop path 0.2, clip 5), channels-last or not (``--impl channels-last|contiguous``)."""
+    import torch
+    import torch.nn.functional as F
+
+    from dartsnas.genotype import load_genotype
+    from dartsnas.network import EvalNetwork
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    fmt = torch.channels_last if args.impl[0] == "channels-last" else torch.contiguous_format
+    C, layers = (8, 5) if args.quick else (36, 20)
+    batch = args.train_batch
+    gen = torch.Generator().manual_seed(args.seed)
+    batches = [(torch.randn(batch, 3, 32, 32, generator=gen).to(device, memory_format=fmt),
+                torch.randint(0, 10, (batch,), generator=gen).to(device)) for _ in range(args.warmup + args.iters)]
+    _warm_torch()
+    rss_base = _maxrss_mib()
+    torch.manual_seed(args.seed)
+    net = EvalNetwork(load_genotype("DARTS_V2"), C, 10, layers, True).to(device, memory_format=fmt).train()
+    net.drop_path_prob = 0.2
+    opt = torch.optim.SGD(net.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
+    times = []
+    for i, (x, y) in enumerate(batches):
+        sync()
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        logits, aux = net(x)
+        loss = F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        sync()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    return {"impl": args.impl[0], "mode": "train", "batch": batch, "init_channels": C, "layers": layers,
+            "median_s": median, "min_s": min(times), "times_s": times, "images_per_s": batch / median,
+            "peak_rss_mib": _maxrss_mib(), "peak_rss_delta_mib": _maxrss_mib() - rss_base}
+
+
 def worker_main(args: argparse.Namespace) -> int:
     try:
-        result = run_worker(args)
+        result = run_train_worker(args) if args.mode == "train" else run_worker(args)
         code = 0
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -268,15 +327,21 @@ def _worker_command(args: argparse.Namespace, impl: str, order: int, batch: int,
            "--device", device, "--seed", str(args.seed)]
     if args.include_weight_step:
         cmd.append("--include-weight-step")
+    if args.quick:
+        cmd.append("--quick")
     return cmd
 
 
-def run_config(args: argparse.Namespace, impl: str, order: int, batch: int, device: str) -> dict:
-    entry = {"impl": impl, "order": order, "batch": batch}
+def run_config(args: argparse.Namespace, impl: str, order: int, batch: int, device: str,
+               mode: str = "search") -> dict:
+    entry = {"impl": impl, "order": order, "batch": batch} if mode == "search" else {"impl": impl, "mode": mode}
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    cmd = _worker_command(args, impl, order, batch, device)
+    if mode == "train":
+        cmd += ["--mode", "train", "--train-batch", str(args.train_batch)]
     try:
-        proc = subprocess.run(_worker_command(args, impl, order, batch, device), capture_output=True, text=True,
-                              cwd=REPO_ROOT, env=env, timeout=args.timeout or None)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=env,
+                              timeout=args.timeout or None)
     except subprocess.TimeoutExpired:
         return {**entry, "error": f"timed out after {args.timeout:g} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
@@ -295,23 +360,63 @@ def run_config(args: argparse.Namespace, impl: str, order: int, batch: int, devi
 
 
 def _ratios(results: list[dict], orders: list[int], batches: list[int], cuda: bool) -> list[dict]:
-    by_key = {(r["impl"], r["order"], r["batch"]): r for r in results if "error" not in r}
+    """Each of our modes against the yardstick at the same order and batch size."""
+    by_key = {(r["impl"], r["order"], r["batch"]): r for r in results if "error" not in r and "order" in r}
     mem_key = "peak_cuda_delta_mib" if cuda else "peak_rss_delta_mib"
     out = []
     for order in orders:
         for batch in batches:
-            ref, ours = by_key.get(("yardstick", order, batch)), by_key.get(("ours", order, batch))
-            if ref is None or ours is None:
-                continue
-            row = {"order": order, "batch": batch,
-                   "speedup_vs_yardstick": ref["median_s"] / ours["median_s"],
-                   "memory_ratio_vs_yardstick": ours[mem_key] / ref[mem_key] if ref[mem_key] > 0 else None,
-                   "memory_metric": mem_key,
-                   "peak_rss_ratio_vs_yardstick": ours["peak_rss_mib"] / ref["peak_rss_mib"]}
-            if "weight_step_median_s" in ref and "weight_step_median_s" in ours:
-                row["weight_step_speedup_vs_yardstick"] = ref["weight_step_median_s"] / ours["weight_step_median_s"]
-            out.append(row)
+            ref = by_key.get(("yardstick", order, batch))
+            for impl in OURS:
+                ours = by_key.get((impl, order, batch))
+                if ref is None or ours is None:
+                    continue
+                row = {"impl": impl, "order": order, "batch": batch,
+                       "speedup_vs_yardstick": ref["median_s"] / ours["median_s"],
+                       "memory_ratio_vs_yardstick": ours[mem_key] / ref[mem_key] if ref[mem_key] > 0 else None,
+                       "memory_metric": mem_key,
+                       "peak_rss_ratio_vs_yardstick": ours["peak_rss_mib"] / ref["peak_rss_mib"]}
+                if "weight_step_median_s" in ref and "weight_step_median_s" in ours:
+                    row["weight_step_speedup_vs_yardstick"] = (ref["weight_step_median_s"]
+                                                               / ours["weight_step_median_s"])
+                out.append(row)
     return out
+
+
+def markdown(report: dict) -> str:
+    """The report as Markdown tables (search against the yardstick, then training throughput)."""
+    m = report["machine"]
+    cuda = m["device"].startswith("cuda")
+    lines = [f"Machine: {m.get('device_name', m['processor'])}, {m['cpu_count']} CPUs, {m['threads']} threads, "
+             f"torch {m['torch']}, {m['device']}. Median of {report['config']['iters']} iterations after "
+             f"{report['config']['warmup']} warm-up(s); C={report['config']['init_channels']}, "
+             f"{report['config']['layers']} layers, {report['config']['nodes']} nodes, 3x32x32 inputs.", "",
+             "| mode | order | batch | s / iteration | speed-up | peak memory (MiB) | memory growth ratio |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    ratios = {(q["impl"], q["order"], q["batch"]): q for q in report["ratios"]}
+    for r in report["results"]:
+        if "order" not in r:
+            continue
+        if "error" in r:
+            lines.append(f"| {r['impl']} | {r['order']} | {r['batch']} | error: {r['error']} | | | |")
+            continue
+        q = ratios.get((r["impl"], r["order"], r["batch"]), {})
+        peak = r["peak_cuda_mib"] if cuda else r["peak_rss_mib"]
+        speed = "1 (reference)" if r["impl"] == "yardstick" else _fmt(q.get("speedup_vs_yardstick"), ".2f")
+        memr = "1 (reference)" if r["impl"] == "yardstick" else _fmt(q.get("memory_ratio_vs_yardstick"), ".2f")
+        lines.append(f"| {r['impl']} | {r['order']} | {r['batch']} | {r['median_s']:.2f} | {speed} | {peak:.0f} "
+                     f"| {memr} |")
+    train = [r for r in report["results"] if r.get("mode") == "train"]
+    if train:
+        lines += ["", "| training (DARTS_V2) | batch | s / step | images / s | peak memory (MiB) |",
+                  "| --- | --- | --- | --- | --- |"]
+        for r in train:
+            if "error" in r:
+                lines.append(f"| {r['impl']} | | error: {r['error']} | | |")
+            else:
+                lines.append(f"| {r['impl']}, C={r['init_channels']}, {r['layers']} layers | {r['batch']} | "
+                             f"{r['median_s']:.2f} | {r['images_per_s']:.1f} | {r['peak_rss_mib']:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(value, spec: str) -> str:
@@ -324,6 +429,8 @@ def print_table(report: dict, file=sys.stderr) -> None:
     print(f"{'impl':<10} {'order':>5} {'batch':>5} {'median s':>9} {'min s':>8} {'img/s':>7} "
           f"{'peak ' + mem:>14} {'growth':>8}", file=file)
     for r in report["results"]:
+        if r.get("mode") == "train":
+            continue
         head = f"{r['impl']:<10} {r['order']:>5} {r['batch']:>5}"
         if "error" in r:
             print(f"{head}  error: {r['error']}", file=file)
@@ -333,8 +440,12 @@ def print_table(report: dict, file=sys.stderr) -> None:
         print(f"{head} {r['median_s']:>9.3f} {r['min_s']:>8.3f} {r['images_per_s']:>7.1f} {peak:>14.0f} "
               f"{growth:>8.0f}", file=file)
     for q in report["ratios"]:
-        print(f"order {q['order']} batch {q['batch']}: {_fmt(q['speedup_vs_yardstick'], '.2f')}x faster than the "
-              f"yardstick, memory growth {_fmt(q['memory_ratio_vs_yardstick'], '.2f')}x of its", file=file)
+        print(f"{q['impl']} order {q['order']} batch {q['batch']}: {_fmt(q['speedup_vs_yardstick'], '.2f')}x "
+              f"faster than the yardstick, memory growth {_fmt(q['memory_ratio_vs_yardstick'], '.2f')}x of its",
+              file=file)
+    for r in report["results"]:
+        if r.get("mode") == "train" and "error" not in r:
+            print(f"train {r['impl']}: {r['images_per_s']:.1f} images/s, {r['median_s']:.2f} s/step", file=file)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
               "warmup": args.warmup, "iters": args.iters, "init_channels": args.init_channels,
               "layers": args.layers, "nodes": args.nodes, "num_classes": 10, "input": [3, 32, 32],
               "include_weight_step": args.include_weight_step, "seed": args.seed, "quick": args.quick,
+              "train": args.train, "train_batch": args.train_batch,
               "yardstick": str(YARDSTICK_DIR) if "yardstick" in args.impl else None,
               "timed": "architecture step + weight step (median over iterations, each on a fresh random batch)",
               "images_per_s": "training images per second of search (each iteration also uses one validation batch)"}
@@ -375,6 +487,14 @@ def main(argv: list[str] | None = None) -> int:
                                        f"median {r['median_s']:.3f} s, peak RSS {r['peak_rss_mib']:.0f} MiB"),
                       file=sys.stderr, flush=True)
 
+    if args.train:
+        for impl in ("contiguous", "channels-last"):
+            print(f"[bench] train {impl} batch {args.train_batch} ...", file=sys.stderr, flush=True)
+            r = run_config(args, impl, 1, args.train_batch, device, mode="train")
+            results.append(r)
+            print("[bench]   " + (f"error: {r['error']}" if "error" in r else f"{r['images_per_s']:.1f} images/s"),
+                  file=sys.stderr, flush=True)
+
     report = {"machine": machine, "config": config, "results": results,
               "ratios": _ratios(results, args.orders, args.batch_sizes, device == "cuda")}
     text = json.dumps(report, indent=2)
@@ -382,6 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n")
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown(report))
     print_table(report)
     return 0
 

@@ -29,3 +29,20 @@ def test_search_step_benchmark_quick(tmp_path):
         assert len(r["times_s"]) == 2  # --quick: 2 timed iterations
         assert r["peak_rss_mib"] > 0 and r["peak_rss_delta_mib"] >= 0
     assert report["ratios"] == []  # no yardstick asked for, so no pair to compare
+
+
+@pytest.mark.slow
+def test_modes_training_and_markdown(tmp_path):
+    md = tmp_path / "bench.md"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--impl", "ours-edges,ours-pc4", "--orders", "1",
+                           "--batch-sizes", "4", "--train", "--markdown", str(md)],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    results = report["results"]
+    assert [r["impl"] for r in results] == ["ours-edges", "ours-pc4", "contiguous", "channels-last"]
+    assert all("error" not in r for r in results), results
+    train = [r for r in results if r.get("mode") == "train"]
+    assert all(r["images_per_s"] > 0 and r["batch"] == 8 for r in train)
+    text = md.read_text()
+    assert "| ours-edges | 1 | 4 |" in text and "| ours-pc4 | 1 | 4 |" in text and "images / s" in text
