@@ -30,7 +30,7 @@ YARDSTICK_DIR = Path(__file__).resolve().parents[2] / "shared" / "yardstick"
 # Our modes: the default (channels-last, shared ReLU, no `none` work, no network copy), activation recompute
 # of cells or of mixed ops (the memory-saving modes), and PC-DARTS partial channels (K=4).
 OURS = {"ours": {}, "ours-cells": {"recompute": "cells"}, "ours-edges": {"recompute": "edges"},
-        "ours-pc4": {"partial_channels": 4}}
+        "ours-all": {"recompute": "all"}, "ours-pc4": {"partial_channels": 4}}
 IMPLS = (*OURS, "yardstick")
 
 # Full-size defaults (the paper's search network) and the tiny --quick ones; explicit options win over both.

@@ -19,7 +19,8 @@ def one_epoch(tmp_path, name, **extra):
 
 
 @pytest.mark.parametrize("mode", [dict(channels_last=True), dict(recompute="cells"),
-                                  dict(recompute="edges", channels_last=True), dict(partial=2, recompute="edges")])
+                                  dict(recompute="edges", channels_last=True), dict(recompute="all"),
+                                  dict(partial=2, recompute="edges")])
 def test_layout_and_recompute_give_the_same_gradients(mode):
     """float64, the supernet and the second-order Architect: weight gradients and hypergradients agree."""
     from dartsnas import Architect

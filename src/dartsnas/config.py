@@ -47,9 +47,9 @@ class SearchConfig:
     partial_channels: int = field(default=1, metadata=help_(
         "PC-DARTS: send 1/K of the channels through each mixed op, with channel shuffle and edge "
         "normalisation (1: off, the paper's DARTS; PC-DARTS uses 4)", metavar="K"))
-    recompute: str = field(default="off", metadata=help_(
-        "activation checkpointing to save memory: off, cells or edges (least memory, slowest)",
-        choices=["off", "cells", "edges"]))
+    recompute: str = field(default="edges", metadata=help_(
+        "activation checkpointing to save memory: off, cells, edges, or all (least memory, slowest)",
+        choices=["off", "cells", "edges", "all"]))
     channels_last: bool = field(default=True, metadata=help_(
         "channels-last memory format (faster on CPU and GPU; same maths)"))
     amp: str = field(default="off", metadata=help_(
@@ -91,8 +91,8 @@ class SearchConfig:
             raise ConfigError(f"order must be 1 or 2, got {self.order}")
         if self.hessian not in ("finite-difference", "exact"):
             raise ConfigError(f"hessian must be finite-difference or exact, got {self.hessian!r}")
-        if self.recompute not in ("off", "cells", "edges"):
-            raise ConfigError(f"recompute must be off, cells or edges, got {self.recompute!r}")
+        if self.recompute not in ("off", "cells", "edges", "all"):
+            raise ConfigError(f"recompute must be off, cells, edges or all, got {self.recompute!r}")
         if self.amp not in ("off", "bf16"):
             raise ConfigError(f"amp must be off or bf16 in search, got {self.amp!r}")
         if self.partial_channels < 1 or self.init_channels % self.partial_channels:

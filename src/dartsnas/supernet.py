@@ -22,7 +22,7 @@ from .ops import FactorizedReduce, ReLUConvBN, build_op
 from .space import SearchSpace
 
 
-RECOMPUTE_MODES = ("off", "cells", "edges")
+RECOMPUTE_MODES = ("off", "cells", "edges", "all")
 
 
 def _strip_leading_relu(module: nn.Module) -> bool:
@@ -203,13 +203,14 @@ class SearchNetwork(nn.Module):
 
     def set_recompute(self, mode: str) -> "SearchNetwork":
         """Activation checkpointing: ``off`` keeps every activation (fastest); ``cells`` keeps only each cell's
-        inputs and recomputes one cell at a time in the backward pass; ``edges`` recomputes each mixed op
-        (least memory). The gradients are the same; the backward pass runs the forward once more."""
+        inputs and recomputes one cell at a time in the backward pass; ``edges`` keeps each mixed op's input
+        and output and recomputes its inside; ``all`` does both (least memory: the ops run three times).
+        The gradients are the same."""
         if mode not in RECOMPUTE_MODES:
             raise ConfigError(f"recompute must be one of {', '.join(RECOMPUTE_MODES)}, got {mode!r}")
         self.recompute = mode
         for cell in self.cells:
-            cell.recompute_edges = mode == "edges"
+            cell.recompute_edges = mode in ("edges", "all")
         return self
 
     # -- parameter sets --------------------------------------------------------------------------------------
@@ -262,7 +263,7 @@ class SearchNetwork(nn.Module):
         for cell in self.cells:
             w, e = (w_reduce, e_reduce) if cell.reduction else (w_normal, e_normal)
             args = (s0, s1, w) if e is None else (s0, s1, w, e)
-            if self.recompute == "cells" and torch.is_grad_enabled():
+            if self.recompute in ("cells", "all") and torch.is_grad_enabled():
                 s0, s1 = s1, recomputed(cell, *args)
             else:
                 s0, s1 = s1, cell(*args)
