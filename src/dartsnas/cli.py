@@ -127,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     derive.add_argument("--out", metavar="FILE", help="write the genotype as JSON")
     _add_verbosity(derive)
 
+    plot = sub.add_parser("plot", help="pictures of a run: cell diagrams, the search as a GIF, curves, alpha heat "
+                                       "maps (or diagrams of a genotype file)")
+    plot.add_argument("run", metavar="RUN|GENOTYPE", help="a search or training run directory, or a genotype "
+                                                          "file or published name")
+    plot.add_argument("--epochs", default="last", metavar="LIST",
+                      help="epochs for diagrams and heat maps: last, all, or comma-separated numbers (default: last)")
+    plot.add_argument("--out", metavar="DIR", help="where to write (default: RUN/pictures)")
+    plot.add_argument("--only", default="diagrams,gif,curves,heatmaps,totals", metavar="LIST",
+                      help="which pictures (default: diagrams,gif,curves,heatmaps,totals)")
+    _add_verbosity(plot)
+
     info = sub.add_parser("info", help="parameters and multiply-adds of a genotype's network, without training")
     info.add_argument("--genotype", required=True, metavar="PATH|NAME", help="genotype file or published name")
     info.add_argument("--dataset", default="cifar10", help="data set preset: classes, image size (default: "
@@ -271,7 +282,7 @@ def _search(args: argparse.Namespace) -> int:
     dist, device = distributed.setup(cfg.device)  # one process unless started by torchrun
     if run is not None:
         state = run.load_checkpoint()
-        search = Search(cfg, dist=dist, device=device)
+        search = Search(cfg, dist=dist, device=device, hooks=_search_hooks())
         search.load_state_dict(state)
         if search.epoch >= cfg.epochs:
             raise DartsNASError(f"{run.path} already finished {search.epoch} epochs; pass --epochs N > "
@@ -281,7 +292,7 @@ def _search(args: argparse.Namespace) -> int:
         logger.info("resuming %s after epoch %d of %d", run.path, search.epoch, cfg.epochs)
     else:
         path = _new_run_path(dist, cfg, "search")
-        search = Search(cfg, dist=dist, device=device)  # data and network first: bad input fails before writing
+        search = Search(cfg, dist=dist, device=device, hooks=_search_hooks())  # data and network first: bad input fails before writing
         run = RunDir(path)
         cfg.out = str(run.path)
         _on_main(dist, lambda: RunDir.create(path).write_config(_saved_config(cfg), header=_config_header()))
@@ -302,6 +313,13 @@ def _search(args: argparse.Namespace) -> int:
         print(f"genotype: {run.genotype_path}")
         print(result.genotype)
     return 0
+
+
+def _search_hooks() -> list:
+    """What the CLI adds to a search: the cell diagrams of every epoch (pictures/cells)."""
+    from .viz.run_plots import DrawCells
+
+    return [DrawCells()]
 
 
 def _close_log(handler) -> None:
@@ -500,7 +518,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
-COMMANDS = {"search": cmd_search, "train": cmd_train, "evaluate": cmd_evaluate, "derive": cmd_derive,
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .viz.run_plots import plot_run
+
+    files = plot_run(args.run, out=args.out, epochs=args.epochs, only=args.only)
+    for f in files:
+        print(f)
+    return 0
+
+
+COMMANDS = {"plot": cmd_plot, "search": cmd_search, "train": cmd_train, "evaluate": cmd_evaluate, "derive": cmd_derive,
             "info": cmd_info, "genotype": cmd_genotype, "demo": cmd_demo}
 
 

@@ -1,0 +1,178 @@
+"""Curves, alpha heat maps, op totals (matplotlib) and the GIF of a search (graphviz frames, Pillow)."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..genotype import softmax
+from .cells import GraphvizMissing, INSTALL_HINT, cell_graph, dot_available, op_color
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _int_locator():
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
+def _num(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
+    out = []
+    for r in rows:
+        try:
+            out.append(float(r[key]))
+        except (KeyError, TypeError, ValueError):
+            out.append(float("nan"))
+    return out
+
+
+def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Loss and accuracy over epochs (train, and validation and/or test where the run has them) and the
+    learning rate, from a run's metrics rows."""
+    plt = _pyplot()
+    epochs = _num(rows, "epoch")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    styles = {"train": ("#0072B2", "-"), "val": ("#D55E00", "--"), "test": ("#009E73", "-.")}
+    for ax, what in zip(axes[:2], ("loss", "acc")):
+        for split, (color, ls) in styles.items():
+            key = f"{split}_{what}"
+            if rows and key in rows[0]:
+                ax.plot(epochs, _num(rows, key), ls, color=color, marker="o", markersize=3,
+                        label={"val": "validation"}.get(split, split))
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(_int_locator())
+        ax.set_ylabel("loss" if what == "loss" else "accuracy (%)")
+        ax.set_title("loss" if what == "loss" else "accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[2].plot(epochs, _num(rows, "lr"), color="#555555", marker="o", markersize=3, label="weight lr")
+    axes[2].set_xlabel("epoch")
+    axes[2].xaxis.set_major_locator(_int_locator())
+    axes[2].set_ylabel("learning rate")
+    axes[2].set_title("learning rate")
+    axes[2].grid(alpha=0.3)
+    axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _edge_labels(num_edges: int) -> list[str]:
+    labels, node, start = [], 0, 0
+    while start < num_edges:
+        for j in range(2 + node):
+            src = {0: "c_{k-2}", 1: "c_{k-1}"}.get(j, f"node {j - 2}")
+            labels.append(f"{src} -> node {node}")
+        start += 2 + node
+        node += 1
+    return labels[:num_edges]
+
+
+def plot_alpha_heatmaps(history: dict[str, np.ndarray], primitives: Sequence[str], epochs: Sequence[int],
+                        path: str | Path) -> Path:
+    """Softmax alpha weights (edges by ops) of the normal and reduction cells after each of ``epochs``."""
+    plt = _pyplot()
+    kinds = [k for k in ("alpha_normal", "alpha_reduce") if k in history]
+    rows, cols = len(epochs), len(kinds)
+    edges = history[kinds[0]].shape[1]
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 0.38 * edges * rows + 1.6), squeeze=False,
+                             constrained_layout=True)
+    for r, epoch in enumerate(epochs):
+        for c, kind in enumerate(kinds):
+            ax = axes[r][c]
+            w = softmax(history[kind][epoch])
+            # the panel's own range: early in a search the weights differ from uniform only in the third digit
+            im = ax.imshow(w, cmap="viridis", vmin=float(w.min()), vmax=float(w.max()) + 1e-12, aspect="auto")
+            ax.set_xticks(range(len(primitives)), list(primitives), rotation=45, ha="right", fontsize=8)
+            ax.set_yticks(range(edges), _edge_labels(edges), fontsize=7)
+            ax.set_title(f"{'normal' if kind == 'alpha_normal' else 'reduction'} cell, epoch {epoch}", fontsize=10)
+            fig.colorbar(im, ax=ax, shrink=0.8)
+    return _save(fig, path)
+
+
+def plot_op_totals(history: dict[str, np.ndarray], primitives: Sequence[str], path: str | Path) -> Path:
+    """Each op's softmax weight summed over edges, epoch by epoch: skip-connection collapse shows as the green
+    line rising."""
+    plt = _pyplot()
+    kinds = [k for k in ("alpha_normal", "alpha_reduce") if k in history]
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6.5 * len(kinds), 4.2), squeeze=False, constrained_layout=True)
+    for ax, kind in zip(axes[0], kinds):
+        w = softmax(history[kind], axis=-1).sum(axis=1)  # [epochs + 1, ops]
+        for k, op in enumerate(primitives):
+            ax.plot(range(w.shape[0]), w[:, k], color=op_color(op), label=op, linewidth=2)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(_int_locator())
+        ax.set_ylabel("total weight over edges")
+        ax.set_title("normal cell" if kind == "alpha_normal" else "reduction cell")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    from ..fileio import atomic_write_bytes
+
+    path = Path(path)
+    buf = io.BytesIO()
+    fmt = path.suffix.lstrip(".") or "png"
+    fig.savefig(buf, format=fmt, dpi=110)
+    _pyplot().close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _frame(genotype, caption: str):
+    """Normal and reduction diagrams side by side under a caption (a Pillow image)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    parts = []
+    for design, name in ((genotype.normal, "normal cell"), (genotype.reduce, "reduction cell")):
+        png = cell_graph(design, name).pipe(format="png")
+        parts.append(Image.open(io.BytesIO(png)).convert("RGB"))
+    head = 40
+    width = sum(p.width for p in parts) + 30
+    height = max(p.height for p in parts) + head
+    frame = Image.new("RGB", (width, height), "white")
+    x = 10
+    for p in parts:
+        frame.paste(p, (x, head))
+        x += p.width + 10
+    draw = ImageDraw.Draw(frame)
+    try:
+        font = ImageFont.load_default(size=22)
+    except TypeError:  # Pillow < 10.1
+        font = ImageFont.load_default()
+    draw.text((12, 8), caption, fill="black", font=font)
+    return frame
+
+
+def search_gif(genotypes: Sequence[Any], captions: Sequence[str], path: str | Path,
+               seconds_per_frame: float = 0.8) -> Path:
+    """A GIF of the cells epoch after epoch (one frame per genotype, the last held longer)."""
+    from PIL import Image
+
+    if not dot_available():
+        raise GraphvizMissing(INSTALL_HINT)
+    frames = [_frame(g, c) for g, c in zip(genotypes, captions)]
+    width, height = max(f.width for f in frames), max(f.height for f in frames)
+    padded = []
+    for f in frames:
+        canvas = Image.new("RGB", (width, height), "white")
+        canvas.paste(f, (0, 0))
+        padded.append(canvas.convert("P", palette=Image.Palette.ADAPTIVE))
+    durations = [int(seconds_per_frame * 1000)] * len(padded)
+    durations[-1] = max(durations[-1], 2500)
+    buf = io.BytesIO()
+    padded[0].save(buf, format="GIF", save_all=True, append_images=padded[1:], duration=durations, loop=0)
+    from ..fileio import atomic_write_bytes
+
+    return atomic_write_bytes(Path(path), buf.getvalue())

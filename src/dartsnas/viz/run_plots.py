@@ -1,0 +1,107 @@
+"""``dartsnas plot``: every picture of a run from the files it saved; and the per-epoch hook of a search."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DartsNASError
+
+logger = logging.getLogger(__name__)
+KINDS = ("diagrams", "gif", "curves", "heatmaps", "totals")
+
+
+def _epochs(spec: str, last: int) -> list[int]:
+    if spec == "last":
+        return [last]
+    if spec == "all":
+        return list(range(1, last + 1)) or [0]
+    try:
+        epochs = [int(e) for e in spec.split(",") if e.strip()]
+    except ValueError:
+        raise ConfigError(f"--epochs takes last, all or comma-separated numbers, got {spec!r}") from None
+    bad = [e for e in epochs if not 0 <= e <= last]
+    if bad or not epochs:
+        raise ConfigError(f"--epochs {spec}: the run has epochs 0 to {last}")
+    return epochs
+
+
+def plot_run(source: str | Path, *, out: str | Path | None = None, epochs: str = "last",
+             only: str = ",".join(KINDS)) -> list[Path]:
+    """Draw what ``only`` names for a search run, a training run, or a genotype file / published name."""
+    from ..genotype import load_genotype
+    from ..runs import RunDir
+    from .cells import draw_genotype
+    from .plots import plot_alpha_heatmaps, plot_curves, plot_op_totals, search_gif
+
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    unknown = [w for w in wanted if w not in KINDS]
+    if unknown:
+        raise ConfigError(f"--only: unknown {', '.join(unknown)}; known: {', '.join(KINDS)}")
+    source = Path(str(source))
+    if not (source / "config.yaml").is_file():  # a genotype file or a published name
+        genotype = load_genotype(str(source))
+        folder = Path(out) if out else Path(".")
+        return draw_genotype(genotype, folder, stem=f"{source.stem}_")
+    run = RunDir.open(source)
+    folder = Path(out) if out else run.path / "pictures"
+    rows = run.read_metrics() if run.metrics_path.is_file() else []
+    files: list[Path] = []
+    is_search = run.alphas_path.is_file()
+    if "curves" in wanted and rows:
+        files.append(plot_curves(rows, folder / "curves.png", title=run.path.name))
+    if not is_search:  # a training run: its genotype and curves
+        if "diagrams" in wanted and (run.path / "genotype.json").is_file():
+            files += draw_genotype(load_genotype(run.path / "genotype.json"), folder / "cells")
+        return files
+    history = run.read_alpha_history()
+    primitives = [str(p) for p in history["primitives"]]
+    last = history["alpha_normal"].shape[0] - 1
+    chosen = _epochs(epochs, last)
+    if "diagrams" in wanted:
+        for e in chosen:
+            files += draw_genotype(_genotype_at(run, e), folder / "cells", stem=f"epoch_{e:03d}_",
+                                   title=f"epoch {e}: ")
+    if "heatmaps" in wanted:
+        files.append(plot_alpha_heatmaps(history, primitives, chosen, folder / "alphas.png"))
+    if "totals" in wanted:
+        files.append(plot_op_totals(history, primitives, folder / "op_weights.png"))
+    if "gif" in wanted and last >= 1:
+        val = {int(float(r["epoch"])): r.get("val_acc") for r in rows}
+        genotypes = [_genotype_at(run, e) for e in range(1, last + 1)]
+        captions = [f"epoch {e}/{last}" + (f"   validation accuracy {float(val[e]):.2f}%" if val.get(e) else "")
+                    for e in range(1, last + 1)]
+        files.append(search_gif(genotypes, captions, folder / "search.gif"))
+    return files
+
+
+def _genotype_at(run, epoch: int):
+    from ..runs import derive_from_history
+
+    if epoch >= 1 and run.epoch_genotype_path(epoch).is_file():
+        return run.epoch_genotype(epoch)
+    return derive_from_history(run.path, epoch)[0]
+
+
+class DrawCells:
+    """Search hook: the diagrams of the epoch's cells in RUN/pictures/cells as the epoch ends. Without graphviz
+    it warns once and the search goes on."""
+
+    def __init__(self) -> None:
+        self.disabled = False
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        if self.disabled:
+            return
+        from .cells import GraphvizMissing, draw_genotype
+
+        epoch, run = info["epoch"], info["run"]
+        try:
+            draw_genotype(info["genotype"], run.path / "pictures" / "cells", stem=f"epoch_{epoch:03d}_",
+                          title=f"epoch {epoch}: ")
+        except GraphvizMissing as e:
+            logger.warning("no cell diagrams: %s", e)
+            self.disabled = True
+        except (DartsNASError, OSError, ImportError) as e:  # a picture is never worth a failed search
+            logger.warning("could not draw the cells of epoch %d: %s", epoch, e)
+            self.disabled = True
