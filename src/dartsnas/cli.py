@@ -37,7 +37,7 @@ examples:
 # The demo: a small search on scikit-learn's bundled 8x8 digits (no download), a few minutes on 2 CPU cores.
 DEMO_SEARCH = {"dataset": "digits", "epochs": 10, "batch_size": 64, "layers": 4, "init_channels": 8,
                "nodes": 4, "multiplier": 4, "stem_multiplier": 2, "workers": 0, "log_every": 0,
-               "lr": 0.05, "arch_lr": 3e-3, "seed": 0}
+               "lr": 0.05, "arch_lr": 3e-3, "seed": 0, "recompute": "off"}
 DEMO_TRAIN = {"dataset": "digits", "batch_size": 64, "layers": 6, "init_channels": 16, "workers": 0,
               "log_every": 0, "lr": 0.05, "drop_path_prob": 0.1, "seed": 0}
 DEMO_TRAIN_EPOCHS = 20
@@ -513,9 +513,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return code
     logger.info("demo 3/3: evaluating the trained network on the 300 test digits")
     code = main(["evaluate", str(base / "train"), "--workers", "0"] + quiet, _configured=True)
-    if code == 0:
-        print(f"demo runs: {base}/search, {base}/train (evaluation in {base}/train/evaluation.json)")
-    return code
+    if code:
+        return code
+    logger.info("pictures: the search as a GIF, curves, alpha heat maps (dartsnas plot)")
+    from .viz.cells import dot_available
+
+    only = "diagrams,gif,curves,heatmaps,totals" if dot_available() else "curves,heatmaps,totals"
+    for run in ("search", "train"):
+        code = main(["plot", str(base / run), "--only", only] + quiet, _configured=True)
+        if code:
+            return code
+    print(f"demo runs: {base}/search, {base}/train (evaluation in {base}/train/evaluation.json, pictures in "
+          "each run's pictures/)")
+    return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
