@@ -257,16 +257,22 @@ def _describe_world(dist, device) -> str:
 
 
 # -- commands --------------------------------------------------------------------------------------------------
-def cmd_search(args: argparse.Namespace) -> int:
+def _in_process_group(command, args: argparse.Namespace) -> int:
+    """Run a command that may join torchrun's process group; leave it afterwards (waiting for the other ranks
+    only when the command ended normally: after an error they may never arrive)."""
     from .engine import distributed
 
     ok = False
     try:
-        code = _search(args)
+        code = command(args)
         ok = True
         return code
     finally:
         distributed.teardown(sync=ok)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    return _in_process_group(_search, args)
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -343,15 +349,7 @@ def _config_header(kind: str = "search") -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .engine import distributed
-
-    ok = False
-    try:
-        code = _train(args)
-        ok = True
-        return code
-    finally:
-        distributed.teardown(sync=ok)
+    return _in_process_group(_train, args)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -233,3 +233,10 @@ def configure_determinism(on: bool) -> None:
     torch.use_deterministic_algorithms(on, warn_only=False)
     torch.backends.cudnn.deterministic = on
     torch.backends.cudnn.benchmark = not on
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` to ``dtype`` on ``device``'s type; nothing when ``dtype`` is None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -7,7 +7,6 @@ The cosine schedule gives epoch e its learning rate and steps after the epoch.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -28,8 +27,8 @@ from ..runs import RunDir
 from ..space import SearchSpace, get_space
 from ..supernet import SearchNetwork
 from .distributed import SINGLE, Dist, ReadOnlyRun, local_state, per_rank_state
-from .common import (Average, GracefulStop, NonFiniteLoss, StopRequested, configure_determinism, guard_resources,
-                     is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state,
+from .common import (Average, GracefulStop, NonFiniteLoss, StopRequested, autocast, configure_determinism,
+                     guard_resources, is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state,
                      skip_and_restore, step_flags)
 
 logger = logging.getLogger(__name__)
@@ -248,7 +247,7 @@ class Search:
             y, yv = y.to(self.device, non_blocking=True), yv.to(self.device, non_blocking=True)
             # alpha step (the paper's Eq. 6-8), then the weight step on the training batch; bf16 autocast leaves
             # the second-order step in float32 (its finite difference is below bf16's resolution)
-            with _autocast(self.device, self.amp_dtype if cfg.order == 1 else None):
+            with autocast(self.device, self.amp_dtype if cfg.order == 1 else None):
                 arch = self.architect.step((x, y), (xv, yv), self.weight_optimizer)
             arch_losses.append(arch["arch_loss"])
             loss, logits = self.weight_step(x, y)
@@ -279,7 +278,7 @@ class Search:
         for a in alphas:  # the weight step needs no alpha gradient: do not compute it
             a.requires_grad_(False)
         try:
-            with _autocast(self.device, self.amp_dtype):
+            with autocast(self.device, self.amp_dtype):
                 logits = self.network(x)
             loss = F.cross_entropy(logits.float(), y)
             loss.backward()
@@ -300,18 +299,13 @@ class Search:
         avg = Average()
         for x, y in self.val_loader:
             x, y = x.to(self.device, memory_format=self.memory_format), y.to(self.device)
-            with _autocast(self.device, self.amp_dtype):
+            with autocast(self.device, self.amp_dtype):
                 logits = self.network(x).float()
             avg.update(F.cross_entropy(logits, y), logits, y)
         self.network.train()
         avg = Average().load(self.dist.sum(avg.state()))  # every rank read its own shard
         return {"loss": avg.mean_loss, "acc": avg.accuracy}
 
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _cosine(lr: float, lr_min: float, epoch: int, epochs: int) -> float:

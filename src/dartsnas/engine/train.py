@@ -6,7 +6,6 @@ split also keeps the best checkpoint. The figure to report is the final epoch's 
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -25,8 +24,8 @@ from ..genotype import Genotype
 from ..network import EvalNetwork
 from ..profile import count_macs, count_parameters
 from ..runs import RunDir
-from .common import (Average, GracefulStop, NonFiniteLoss, StopRequested, configure_determinism, guard_resources,
-                     is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state,
+from .common import (Average, GracefulStop, NonFiniteLoss, StopRequested, autocast, configure_determinism,
+                     guard_resources, is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state,
                      skip_and_restore, step_flags)
 from .distributed import SINGLE, Dist, ReadOnlyRun, local_state, per_rank_state
 
@@ -253,7 +252,7 @@ class Trainer:
             x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
             y = y.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
-            with _autocast(self.device, self.amp_dtype):
+            with autocast(self.device, self.amp_dtype):
                 logits, logits_aux = net(x)
                 loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
                 total = loss
@@ -290,11 +289,6 @@ class Trainer:
         return {"loss": total.mean_loss, "acc": total.accuracy}
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
 
 def _safe_macs(network: nn.Module, input_size: tuple[int, int, int], cfg: TrainConfig) -> int:
     try:
@@ -317,7 +311,7 @@ def evaluate_loader(network: nn.Module, loader, device: torch.device, *,
     for x, y in progress(loader, total=len(loader), desc="evaluate", enabled=show_progress):
         x = x.to(device, non_blocking=True, memory_format=memory_format)
         y = y.to(device, non_blocking=True)
-        with _autocast(device, amp_dtype):
+        with autocast(device, amp_dtype):
             out = network(x)
         logits = (out[0] if isinstance(out, tuple) else out).float()
         loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
