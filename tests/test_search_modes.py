@@ -21,8 +21,10 @@ def one_epoch(tmp_path, name, **extra):
 @pytest.mark.parametrize("mode", [dict(channels_last=True), dict(recompute="cells"),
                                   dict(recompute="edges", channels_last=True), dict(recompute="all"),
                                   dict(partial=2, recompute="edges")])
-def test_layout_and_recompute_give_the_same_gradients(mode):
-    """float64, the supernet and the second-order Architect: weight gradients and hypergradients agree."""
+@pytest.mark.parametrize("hessian", ["finite-difference", "exact"])
+def test_layout_and_recompute_give_the_same_gradients(mode, hessian):
+    """float64, the supernet and the second-order Architect (both Hessian modes): weight gradients and
+    hypergradients agree."""
     from dartsnas import Architect
     from dartsnas.ops import DARTS_PRIMITIVES
     from dartsnas.space import SearchSpace
@@ -43,7 +45,7 @@ def test_layout_and_recompute_give_the_same_gradients(mode):
     for net, f in zip(nets, (torch.contiguous_format, fmt)):
         opt = torch.optim.SGD(net.weights(), lr=0.1, momentum=0.9, weight_decay=3e-4)
         batch, val = (x.contiguous(memory_format=f), y), (xv.contiguous(memory_format=f), yv)
-        hyper = Architect(net, order=2).hypergradient(batch, val, opt)
+        hyper = Architect(net, order=2, hessian=hessian).hypergradient(batch, val, opt)
         torch.nn.functional.cross_entropy(net(batch[0]), y).backward()
         grads.append((hyper, [p.grad for p in net.weights()]))
     for a, b in zip(grads[0][0], grads[1][0]):

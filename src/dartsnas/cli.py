@@ -120,12 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--workers", type=int, default=2, help="data loader workers (default: 2)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_verbosity(evaluate)
+    _add_ops_module(evaluate)
 
     derive = sub.add_parser("derive", help="derive the genotype of any epoch from a search run's alpha history")
     derive.add_argument("run", metavar="RUN", help="a search run directory")
     derive.add_argument("--epoch", type=int, help="epoch (0: the initial alphas; default: the last)")
     derive.add_argument("--out", metavar="FILE", help="write the genotype as JSON")
     _add_verbosity(derive)
+    _add_ops_module(derive)
 
     plot = sub.add_parser("plot", help="pictures of a run: cell diagrams, the search as a GIF, curves, alpha heat "
                                        "maps (or diagrams of a genotype file)")
@@ -135,8 +137,44 @@ def build_parser() -> argparse.ArgumentParser:
                       help="epochs for diagrams and heat maps: last, all, or comma-separated numbers (default: last)")
     plot.add_argument("--out", metavar="DIR", help="where to write (default: RUN/pictures)")
     plot.add_argument("--only", default="diagrams,gif,curves,heatmaps,totals", metavar="LIST",
-                      help="which pictures (default: diagrams,gif,curves,heatmaps,totals)")
+                      help="which pictures (default: diagrams,gif,curves,heatmaps,totals; also: mp4, and "
+                           "tensorboard to rewrite RUN/tensorboard from the run's files)")
     _add_verbosity(plot)
+    _add_ops_module(plot)
+
+    report = sub.add_parser("report", help="a self-contained HTML page of a run (or a comparison of several): "
+                                           "config, genotype, diagrams, curves, heat maps, GIF, size, accuracy")
+    report.add_argument("runs", nargs="+", metavar="RUN", help="search or training run directories")
+    report.add_argument("--out", metavar="FILE", help="the page (default: RUN/report.html for one run, "
+                                                      "report.html here for several)")
+    report.add_argument("--init-channels", type=int, help="C of the network a search's cells are counted in "
+                                                          "(default: 36, or 48 with the ImageNet stem)")
+    report.add_argument("--layers", type=int, help="cells of that network (default: 20, or 14 with the ImageNet "
+                                                   "stem)")
+    _add_verbosity(report)
+    _add_ops_module(report)
+
+    check = sub.add_parser("hypergrad-check", help="how far the paper's finite-difference hypergradient is from "
+                                                   "the exact one on your network and data",
+                           epilog="example:\n  dartsnas hypergrad-check --dataset cifar10 --data ~/data "
+                                  "--batch-size 16 --batches 5\n",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("--config", metavar="FILE", help="a search's YAML config (flags override it)")
+    check.add_argument("--batches", type=int, default=5, help="batch pairs compared (default: 5)")
+    check.add_argument("--dtypes", default="float32,float64", help="float32, float64 or both (default: both)")
+    check.add_argument("--radii", default="0.01", help="finite-difference radii R*||v||, comma-separated "
+                                                       "(default: 0.01, the paper's)")
+    check.add_argument("--weight-steps", type=int, default=1, help="weight steps taken first (default: 1)")
+    check.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
+    _add_verbosity(check)
+    add_config_flags(check, SearchConfig)
+
+    ops = sub.add_parser("ops", help="list the registered candidate ops with their cost (and the named spaces)")
+    ops.add_argument("--channels", type=int, default=16, help="C the ops are built with (default: 16)")
+    ops.add_argument("--size", type=int, default=32, help="input height and width (default: 32)")
+    ops.add_argument("--markdown", action="store_true", help="a Markdown table")
+    _add_verbosity(ops)
+    _add_ops_module(ops)
 
     info = sub.add_parser("info", help="parameters and multiply-adds of a genotype's network, without training")
     info.add_argument("--genotype", required=True, metavar="PATH|NAME", help="genotype file or published name")
@@ -147,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--layers", type=int, help="cells (default: 20, or 14 with the ImageNet stem)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_verbosity(info)
+    _add_ops_module(info)
 
     geno = sub.add_parser("genotype", help="read a genotype (JSON, classic text or published name), print or convert it")
     geno.add_argument("source", help="genotype file (JSON or classic text), FILE::NAME, or a published name "
@@ -155,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how to print it (default: classic)")
     geno.add_argument("--out", metavar="FILE", help="write it as a JSON genotype file")
     _add_verbosity(geno)
+    _add_ops_module(geno)
 
     demo = sub.add_parser("demo", help="a short search on the built-in digits data (no download)")
     demo.add_argument("--out", metavar="DIR", help="folder for the demo's runs (default: runs/demo-digits-<time>)")
@@ -163,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="training epochs of the found cell (default: %(default)s)")
     _add_verbosity(demo)
     return parser
+
+
+def _add_ops_module(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ops-module", metavar="MODULE,...", type=lambda t: [m for m in t.split(",") if m.strip()],
+                   help="import these modules (dotted names or .py files) first: their @register_op ops")
 
 
 def _add_verbosity(p: argparse.ArgumentParser) -> None:
@@ -286,9 +331,10 @@ def _search(args: argparse.Namespace) -> int:
     else:
         run, cfg = None, load_config(SearchConfig, args.config, overrides)
     dist, device = distributed.setup(cfg.device)  # one process unless started by torchrun
+    hooks = _search_hooks()
     if run is not None:
         state = run.load_checkpoint()
-        search = Search(cfg, dist=dist, device=device, hooks=_search_hooks())
+        search = Search(cfg, dist=dist, device=device, hooks=hooks)
         search.load_state_dict(state)
         if search.epoch >= cfg.epochs:
             raise DartsNASError(f"{run.path} already finished {search.epoch} epochs; pass --epochs N > "
@@ -298,7 +344,7 @@ def _search(args: argparse.Namespace) -> int:
         logger.info("resuming %s after epoch %d of %d", run.path, search.epoch, cfg.epochs)
     else:
         path = _new_run_path(dist, cfg, "search")
-        search = Search(cfg, dist=dist, device=device, hooks=_search_hooks())  # data and network first: bad input fails before writing
+        search = Search(cfg, dist=dist, device=device, hooks=hooks)  # data and network first: bad input fails before writing
         run = RunDir(path)
         cfg.out = str(run.path)
         _on_main(dist, lambda: RunDir.create(path).write_config(_saved_config(cfg), header=_config_header()))
@@ -313,6 +359,7 @@ def _search(args: argparse.Namespace) -> int:
     except StopRequested as stop:
         return _stopped(stop, "search", run.path) if dist.is_main else 1
     finally:
+        _close_hooks(hooks)
         _close_log(handler)
     if dist.is_main:
         print(f"run directory: {run.path}")
@@ -322,10 +369,26 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _search_hooks() -> list:
-    """What the CLI adds to a search: the cell diagrams of every epoch (pictures/cells)."""
+    """What the CLI adds to a search: the cell diagrams of every epoch (pictures/cells), then TensorBoard events
+    (tensorboard/, with those diagrams as images)."""
     from .viz.run_plots import DrawCells
+    from .viz.tensorboard import TensorBoardLog
 
-    return [DrawCells()]
+    return [DrawCells(), TensorBoardLog()]
+
+
+def _train_hooks() -> list:
+    """What the CLI adds to a training run: TensorBoard events (tensorboard/)."""
+    from .viz.tensorboard import TensorBoardLog
+
+    return [TensorBoardLog()]
+
+
+def _close_hooks(hooks) -> None:
+    for hook in hooks:
+        close = getattr(hook, "close", None)
+        if close is not None:
+            close()
 
 
 def _close_log(handler) -> None:
@@ -336,10 +399,23 @@ def _close_log(handler) -> None:
 
 def _saved_config(cfg: SearchConfig) -> dict[str, Any]:
     values = _saved(cfg)  # no `out`: the run is the folder holding this file; repeating the run makes a new one
-    if values.get("primitives") is None:
-        from .engine.search import build_space
+    from .engine.search import build_space
 
-        values["primitives"] = list(build_space(cfg).primitives)
+    space = build_space(cfg)  # the resolved space: a repeat builds the same supernet even if a space file changes
+    values.update(primitives=list(space.primitives), nodes=space.nodes, multiplier=space.multiplier)
+    from .space import is_space_file
+
+    if is_space_file(cfg.space):  # its op modules, as absolute paths, so that training can find them
+        from .config import read_yaml
+
+        extra = read_yaml(cfg.space).get("ops_module") or []
+        base = Path(cfg.space).resolve().parent
+        extra = [str((base / m).resolve()) if m.endswith(".py") and (base / m).is_file() else m
+                 for m in ([extra] if isinstance(extra, str) else extra)]
+        values["ops_module"] = list(dict.fromkeys((values.get("ops_module") or []) + extra)) or None
+    if values.get("ops_module"):  # file paths made absolute: the config must work from any folder
+        values["ops_module"] = [str(Path(m).resolve()) if m.endswith(".py") and Path(m).is_file() else m
+                                for m in values["ops_module"]]
     return values
 
 
@@ -364,9 +440,11 @@ def _train(args: argparse.Namespace) -> int:
     else:
         run, cfg = None, load_config(TrainConfig, args.config, overrides)
     dist, device = distributed.setup(cfg.device)  # one process unless started by torchrun
+    hooks = _train_hooks()
     if run is not None:
         state = run.load_checkpoint()
-        trainer = Trainer(cfg, Genotype.from_dict(state["net_args"]["genotype"]), dist=dist, device=device)
+        trainer = Trainer(cfg, Genotype.from_dict(state["net_args"]["genotype"]), dist=dist, device=device,
+                          hooks=hooks)
         trainer.load_state_dict(state)
         if trainer.epoch >= cfg.epochs:
             raise DartsNASError(f"{run.path} already finished {trainer.epoch} epochs; pass --epochs N > "
@@ -377,7 +455,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         genotype = resolve_train_genotype(cfg)
         path = _new_run_path(dist, cfg, "train")
-        trainer = Trainer(cfg, genotype, dist=dist, device=device)
+        trainer = Trainer(cfg, genotype, dist=dist, device=device, hooks=hooks)
         run = RunDir(path)
         cfg.out = str(run.path)
 
@@ -397,6 +475,7 @@ def _train(args: argparse.Namespace) -> int:
     except StopRequested as stop:
         return _stopped(stop, "train", run.path) if dist.is_main else 1
     finally:
+        _close_hooks(hooks)
         _close_log(handler)
     if dist.is_main:
         print(f"run directory: {run.path}")
@@ -410,9 +489,19 @@ def resolve_train_genotype(cfg: TrainConfig):
     from .genotype import load_genotype
     from .runs import RunDir
 
+    from .config import read_yaml
+    from .plugins import load_ops_modules
+
     if cfg.genotype is not None:
+        load_ops_modules(cfg.ops_module)
         return load_genotype(cfg.genotype)
     run = RunDir.open(cfg.from_run)
+    searched = read_yaml(run.config_path)
+    if cfg.ops_module is None:  # the search's own op modules (its flag, or its space file's)
+        cfg.ops_module = searched.get("ops_module")
+    if cfg.approx_table is None:  # and its multiplier table
+        cfg.approx_table = searched.get("approx_table")
+    load_ops_modules(cfg.ops_module)
     if cfg.epoch is None and not run.genotype_path.exists():
         done = sorted(run.path.glob("genotypes/epoch_*.json"))
         if not done:
@@ -467,6 +556,9 @@ def _refuse_non_empty(path: Path) -> None:
 def _saved(cfg) -> dict[str, Any]:
     values = cfg.to_dict()
     values.pop("out", None)
+    table = values.get("approx_table")
+    if table and Path(table).is_file():  # the config must work from any folder
+        values["approx_table"] = str(Path(table).resolve())
     return values
 
 
@@ -521,8 +613,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         code = main(["plot", str(base / run), "--only", only] + quiet, _configured=True)
         if code:
             return code
+    logger.info("report pages: one per run, and the two side by side (dartsnas report)")
+    for args_ in ([str(base / "search")], [str(base / "train")],
+                  [str(base / "search"), str(base / "train"), "--out", str(base / "report.html")]):
+        code = main(["report", *args_] + quiet, _configured=True)
+        if code:
+            return code
     print(f"demo runs: {base}/search, {base}/train (evaluation in {base}/train/evaluation.json, pictures in "
-          "each run's pictures/)")
+          f"each run's pictures/, TensorBoard events in each run's tensorboard/, report pages in each run's "
+          f"report.html and {base}/report.html)")
     return 0
 
 
@@ -535,7 +634,67 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"plot": cmd_plot, "search": cmd_search, "train": cmd_train, "evaluate": cmd_evaluate, "derive": cmd_derive,
+def cmd_hypergrad_check(args: argparse.Namespace) -> int:
+    import json
+
+    from .engine.hypercheck import format_check, hypergradient_check
+
+    cfg = load_config(SearchConfig, args.config, _overrides(args, SearchConfig))
+    try:
+        radii = [float(r) for r in args.radii.split(",") if r.strip()]
+    except ValueError:
+        raise DartsNASError(f"--radii takes comma-separated numbers, got {args.radii!r}") from None
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    results = hypergradient_check(cfg, batches=args.batches, dtypes=dtypes, radii=radii,
+                                  weight_steps=args.weight_steps)
+    print(format_check(results))
+    if args.json:
+        from .fileio import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.json), json.dumps(results, indent=2).encode())
+    return 0
+
+
+def cmd_ops(args: argparse.Namespace) -> int:
+    from .ops import OPS, describe_op
+    from .profile import count_macs, count_parameters
+    from .space import SPACES
+
+    if args.channels < 1 or args.size < 1:
+        raise DartsNASError("--channels and --size must be >= 1")
+    rows = []
+    for name in sorted(OPS.names()):
+        op = OPS.get(name)(args.channels, 1, True)
+        params = count_parameters(op)
+        macs = count_macs(op, (args.channels, args.size, args.size)) if params else 0
+        rows.append((name, f"{params:,}", f"{macs:,}", describe_op(name)))
+    head = ("op", "parameters", f"multiply-adds (C={args.channels}, {args.size}x{args.size}, stride 1)",
+            "what it is")
+    if args.markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "|".join(" --- " if i == 0 or i == 3 else " ---: " for i in range(4)) + "|")
+        for r in rows:
+            print(f"| `{r[0]}` | {r[1]} | {r[2]} | {r[3]} |")
+    else:
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+        for r in (head, *rows):
+            print("  ".join(str(x).ljust(w) if i in (0, 3) else str(x).rjust(w)
+                            for i, (x, w) in enumerate(zip(r, widths))).rstrip())
+    print()
+    for name in SPACES.names():
+        space = SPACES.get(name)
+        print(f"space {name}: {', '.join(space.primitives)} ({space.nodes} nodes, multiplier {space.multiplier})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .viz.report import write_report
+
+    print(write_report(args.runs, args.out, init_channels=args.init_channels, layers=args.layers))
+    return 0
+
+
+COMMANDS = {"hypergrad-check": cmd_hypergrad_check, "ops": cmd_ops, "report": cmd_report, "plot": cmd_plot, "search": cmd_search, "train": cmd_train, "evaluate": cmd_evaluate, "derive": cmd_derive,
             "info": cmd_info, "genotype": cmd_genotype, "demo": cmd_demo}
 
 
@@ -545,6 +704,10 @@ def main(argv: Sequence[str] | None = None, *, _configured: bool = False) -> int
     if not _configured:
         setup_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
     try:
+        if getattr(args, "ops_module", None) and args.command not in ("search", "train"):
+            from .plugins import load_ops_modules
+
+            load_ops_modules(args.ops_module)
         return COMMANDS[args.command](args)
     except DartsNASError as e:
         rank = os.environ.get("RANK", "0") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "0"

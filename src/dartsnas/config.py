@@ -33,12 +33,21 @@ class SearchConfig:
     batch_size: int = field(default=64, metadata=help_("batch size of both the weight and the alpha step"))
     layers: int = field(default=8, metadata=help_("cells in the supernet (reductions at 1/3 and 2/3)"))
     init_channels: int = field(default=16, metadata=help_("channels C of the first cells"))
-    nodes: int = field(default=4, metadata=help_("intermediate nodes per cell"))
-    multiplier: int = field(default=4, metadata=help_("how many of the last nodes form the cell output"))
+    nodes: int | None = field(default=None, metadata=help_("intermediate nodes per cell (default: the space's, 4)"))
+    multiplier: int | None = field(default=None, metadata=help_(
+        "how many of the last nodes form the cell output (default: the space's, 4)"))
     stem_multiplier: int = field(default=3, metadata=help_("stem channels = stem_multiplier * C"))
-    space: str = field(default="darts", metadata=help_("named search space giving the default primitives"))
+    space: str = field(default="darts", metadata=help_(
+        "search space: darts, mobile, attention, approx, or a YAML file with primitives, nodes, multiplier",
+        metavar="NAME|FILE"))
     primitives: list[str] | None = field(default=None, metadata=help_(
         "candidate ops, comma-separated (default: the space's)", metavar="OP,OP,..."))
+    ops_module: list[str] | None = field(default=None, metadata=help_(
+        "import these modules (dotted names or .py files) first: their @register_op ops become usable",
+        metavar="MODULE,..."))
+    approx_table: str | None = field(default=None, metadata=help_(
+        "multiplier table of the approx_* ops: an EvoApprox8b .bin file or a 256x256 .npy array (default: exact "
+        "products)", metavar="FILE"))
     order: int = field(default=1, metadata=help_("1: first-order, 2: second-order (unrolled) alpha gradient",
                                                  choices=[1, 2]))
     hessian: str = field(default="finite-difference", metadata=help_(
@@ -82,9 +91,9 @@ class SearchConfig:
         _check_types(self)
         positive_ints = ("epochs", "batch_size", "layers", "init_channels", "nodes", "multiplier", "stem_multiplier")
         for name in positive_ints:
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.multiplier > self.nodes:
+        if self.multiplier is not None and self.nodes is not None and self.multiplier > self.nodes:
             raise ConfigError(f"multiplier ({self.multiplier}) cannot exceed nodes ({self.nodes}): the cell output "
                               "concatenates the last `multiplier` nodes")
         if self.order not in (1, 2):
@@ -133,6 +142,12 @@ class TrainConfig:
                                                               metavar="RUN"))
     epoch: int | None = field(default=None, metadata=help_("with --from-run: the genotype after this epoch "
                                                            "(default: the final one)"))
+    ops_module: list[str] | None = field(default=None, metadata=help_(
+        "import these modules (dotted names or .py files) first, for genotypes using their ops (default: with "
+        "--from-run, the search's)", metavar="MODULE,..."))
+    approx_table: str | None = field(default=None, metadata=help_(
+        "multiplier table of the approx_* ops: an EvoApprox8b .bin file or a 256x256 .npy array (default: with "
+        "--from-run, the search's; else exact products)", metavar="FILE"))
     recipe: str = field(default="cifar", metadata=help_(
         "default settings: cifar (the paper's CIFAR training) or imagenet (its ImageNet training)",
         choices=["cifar", "imagenet"]))

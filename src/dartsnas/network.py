@@ -152,7 +152,7 @@ class EvalNetwork(nn.Module):
         if unknown:
             raise GenotypeError(
                 f"the genotype uses unregistered ops {unknown}; known ops: {', '.join(sorted(OPS.names()))} "
-                "(register custom ops with dartsnas.register_op before building the network)"
+                "(load the module registering them: --ops-module MODULE, or import it before building the network)"
             )
 
         designs, reductions = self._layout(genotype, layers)

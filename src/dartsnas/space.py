@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, UnknownNameError
 from .ops import DARTS_PRIMITIVES, OPS
+from .ops.approx import APPROX_PRIMITIVES
 from .registry import Registry
 
 
@@ -24,8 +26,11 @@ class SearchSpace:
         dupes = sorted({p for p in prims if prims.count(p) > 1})
         if dupes:
             raise ConfigError(f"primitives lists {', '.join(dupes)} more than once; name each op once")
-        for p in prims:
-            OPS.get(p)  # unknown op -> one line with the known ones
+        unknown = [p for p in prims if p not in OPS]
+        if unknown:
+            raise UnknownNameError(f"unknown op{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; known: "
+                              f"{', '.join(sorted(OPS.names()))} (your own ops: @register_op in a module loaded "
+                              "with --ops-module)")
         if all(p == "none" for p in prims):
             raise ConfigError("primitives holds only 'none'; add at least one real op")
         if not isinstance(self.nodes, int) or self.nodes < 1:
@@ -55,6 +60,15 @@ class SearchSpace:
 
 SPACES: Registry[SearchSpace] = Registry("search space")
 SPACES.register("darts", SearchSpace())
+# MobileNet and EfficientNet blocks (ops/mobile.py)
+SPACES.register("mobile", SearchSpace(primitives=(
+    "none", "max_pool_3x3", "skip_connect", "mb_sep_conv_3x3", "mb_sep_conv_5x5", "mbconv_3x3_e3", "mbconv_3x3_e6",
+    "mbconv_5x5_e3", "mbconv_5x5_e6", "fused_mbconv_3x3_e3")))
+# DARTS convolutions beside CoAtNet-style attention and feed-forward blocks (ops/attention.py)
+SPACES.register("attention", SearchSpace(primitives=(
+    "none", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "attention", "ffn")))
+# the DARTS ops with approximate 8-bit multipliers in their convolutions (ops/approx.py)
+SPACES.register("approx", SearchSpace(primitives=APPROX_PRIMITIVES))
 
 
 def get_space(name: str) -> SearchSpace:
@@ -62,4 +76,53 @@ def get_space(name: str) -> SearchSpace:
     return SPACES.get(name)
 
 
-__all__ = ["SearchSpace", "SPACES", "get_space"]
+SPACE_FILE_KEYS = ("primitives", "nodes", "multiplier", "ops_module")
+
+
+def is_space_file(name: str) -> bool:
+    return str(name).endswith((".yaml", ".yml"))
+
+
+def load_space_file(path: str | Path) -> SearchSpace:
+    """A search space from YAML: ``primitives`` (a list), optional ``nodes`` and ``multiplier`` (default 4 and
+    all nodes), optional ``ops_module`` (a module or .py file, relative to the YAML's folder, or a list of them)
+    imported first so that its ops can be named."""
+    from .config import read_yaml
+    from .plugins import load_ops_modules
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"search space file {path} does not exist")
+    values = read_yaml(path)
+    unknown = sorted(set(values) - set(SPACE_FILE_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {', '.join(unknown)}; a space file has "
+                          f"{', '.join(SPACE_FILE_KEYS)}")
+    modules = values.get("ops_module")
+    if modules is not None:
+        if isinstance(modules, str):
+            modules = [modules]
+        if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+            raise ConfigError(f"{path}: ops_module must be a module name, a file, or a list of them")
+        load_ops_modules(modules, base=path.parent)
+    prims = values.get("primitives")
+    if isinstance(prims, str):
+        prims = [p.strip() for p in prims.split(",") if p.strip()]
+    if not isinstance(prims, list) or not all(isinstance(p, str) for p in prims):
+        raise ConfigError(f"{path}: primitives must be a list of op names")
+    nodes = values.get("nodes", 4)
+    multiplier = values.get("multiplier", nodes)
+    for key, v in (("nodes", nodes), ("multiplier", multiplier)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{path}: {key} must be a whole number, got {v!r}")
+    return SearchSpace(primitives=tuple(prims), nodes=nodes, multiplier=multiplier)
+
+
+def resolve_space(name: str) -> SearchSpace:
+    """A named space, or a YAML space file."""
+    if is_space_file(name):
+        return load_space_file(name)
+    return get_space(name)
+
+
+__all__ = ["SearchSpace", "SPACES", "get_space", "load_space_file", "resolve_space"]

@@ -41,7 +41,14 @@ def load_network(source: str | Path, map_location: Any = "cpu") -> tuple[EvalNet
                               "dartsnas train --from-run RUN ...")
     if state.get("kind") != "train" or "net_args" not in state:
         raise CheckpointError(f"{ckpt} is not a dartsnas training checkpoint")
-    network = EvalNetwork.from_args(state["net_args"])
+    from ..plugins import load_ops_modules
+
+    from ..ops.approx import use_table
+
+    cfg = state.get("config") or {}
+    load_ops_modules(cfg.get("ops_module"))  # a genotype of user ops needs them first
+    with use_table(cfg.get("approx_table")):  # and approx_* ops the multiplier table they trained with
+        network = EvalNetwork.from_args(state["net_args"])
     try:
         network.load_state_dict(state["model"])
     except RuntimeError:

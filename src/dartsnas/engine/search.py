@@ -24,7 +24,8 @@ from ..data import build_search_loaders
 from ..errors import CheckpointError
 from ..genotype import Genotype
 from ..runs import RunDir
-from ..space import SearchSpace, get_space
+from ..ops.approx import use_table
+from ..space import SearchSpace, resolve_space
 from ..supernet import SearchNetwork
 from .distributed import SINGLE, Dist, ReadOnlyRun, local_state, per_rank_state
 from .common import (Average, GracefulStop, NonFiniteLoss, StopRequested, autocast, configure_determinism,
@@ -37,14 +38,22 @@ EpochHook = Callable[[dict[str, Any]], None]
 
 # Keys whose change would make a resumed run a different experiment.
 RESUME_LOCKED = ("dataset", "layers", "init_channels", "nodes", "multiplier", "stem_multiplier", "space",
-                 "primitives", "partial_channels", "order", "hessian", "batch_size", "train_portion", "seed", "lr", "lr_min",
-                 "momentum", "weight_decay", "grad_clip", "arch_lr", "arch_weight_decay", "arch_betas")
+                 "primitives", "ops_module", "approx_table", "partial_channels", "order", "hessian", "batch_size",
+                 "train_portion", "seed", "lr", "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr",
+                 "arch_weight_decay", "arch_betas")
 
 
 def build_space(cfg: SearchConfig) -> SearchSpace:
-    base = get_space(cfg.space)
+    """The config's space: its ops modules imported, then the named space or space file, with primitives,
+    nodes and multiplier overridden where the config gives them."""
+    from ..plugins import load_ops_modules
+
+    load_ops_modules(cfg.ops_module)
+    base = resolve_space(cfg.space)
     primitives = tuple(cfg.primitives) if cfg.primitives else base.primitives
-    return SearchSpace(primitives=primitives, nodes=cfg.nodes, multiplier=cfg.multiplier)
+    nodes = cfg.nodes if cfg.nodes is not None else base.nodes
+    multiplier = cfg.multiplier if cfg.multiplier is not None else (base.multiplier if cfg.nodes is None else nodes)
+    return SearchSpace(primitives=primitives, nodes=nodes, multiplier=multiplier)
 
 
 @dataclass
@@ -73,10 +82,11 @@ class Search:
             cfg.dataset, cfg.data, batch_size=cfg.batch_size, train_portion=cfg.train_portion, seed=cfg.seed,
             workers=cfg.workers, download=cfg.download, rank=self.dist.rank, world_size=self.dist.world_size,
             pin_memory=self.device.type == "cuda")
-        self.network = SearchNetwork(self.space, cfg.init_channels, self.info.num_classes, cfg.layers,
-                                     in_channels=self.info.channels,
-                                     stem_multiplier=cfg.stem_multiplier, recompute=cfg.recompute,
-                                     partial_channels=cfg.partial_channels)
+        with use_table(cfg.approx_table):  # the approx_* ops take their multiplier table when built
+            self.network = SearchNetwork(self.space, cfg.init_channels, self.info.num_classes, cfg.layers,
+                                         in_channels=self.info.channels,
+                                         stem_multiplier=cfg.stem_multiplier, recompute=cfg.recompute,
+                                         partial_channels=cfg.partial_channels)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.network.to(self.device, memory_format=self.memory_format)
         self.amp_dtype = torch.bfloat16 if cfg.amp == "bf16" else None

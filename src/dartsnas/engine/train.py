@@ -51,6 +51,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, genotype: Genotype, *, show_progress: bool | None = None,
                  hooks: Sequence[EpochHook] = (), dist: Dist | None = None, device: str | None = None):
         cfg.validate()
+        from ..plugins import load_ops_modules
+
+        load_ops_modules(cfg.ops_module)
         self.cfg, self.genotype = cfg, genotype
         self.dist = dist or SINGLE
         self.show_progress = (is_terminal() if show_progress is None else show_progress) and self.dist.is_main
@@ -83,8 +86,11 @@ class Trainer:
         if auxiliary and info.image_size < 32:
             raise ConfigError(f"the auxiliary head needs images of 32 px or more; {info.name} has "
                               f"{info.image_size} px: pass --no-auxiliary")
-        self.network = EvalNetwork(genotype, cfg.init_channels, info.num_classes, cfg.layers, auxiliary,
-                                   stem=stem, in_channels=info.channels)
+        from ..ops.approx import use_table
+
+        with use_table(cfg.approx_table):  # the approx_* ops take their multiplier table when built
+            self.network = EvalNetwork(genotype, cfg.init_channels, info.num_classes, cfg.layers, auxiliary,
+                                       stem=stem, in_channels=info.channels)
         self.input_size = (info.channels, info.image_size, info.image_size)
         self.params = count_parameters(self.network)
         self.params_with_aux = count_parameters(self.network, exclude_auxiliary=False)

@@ -17,9 +17,33 @@ OpBuilder = Callable[[int, int, bool], nn.Module]
 OPS: Registry[OpBuilder] = Registry("op")
 
 
-def register_op(name: str, builder: OpBuilder | None = None, *, override: bool = False):
-    """Register an op builder ``(C, stride, affine) -> nn.Module`` under ``name``; usable as a decorator."""
+OP_DESCRIPTIONS: dict[str, str] = {}
+
+
+def register_op(name: str, builder: OpBuilder | None = None, *, override: bool = False,
+                description: str | None = None):
+    """Register an op builder ``(C, stride, affine) -> nn.Module`` under ``name``; usable as a decorator.
+    ``description`` (one line) is what ``dartsnas ops`` shows; without it, the builder's docstring."""
+    if description:
+        OP_DESCRIPTIONS[name] = description
     return OPS.register(name, builder, override=override)
+
+
+def describe_op(name: str) -> str:
+    """One line about op ``name``: its registered description, else the first line of its builder's or its
+    module's docstring."""
+    if name in OP_DESCRIPTIONS:
+        return OP_DESCRIPTIONS[name]
+    builder = OPS.get(name)
+    doc = getattr(builder, "__doc__", None)
+    if doc and not isinstance(builder, type) and getattr(builder, "__name__", "") != "<lambda>":
+        return doc.strip().splitlines()[0]
+    try:
+        module = builder(4, 1, False)
+    except Exception:  # a description is never worth an error
+        return ""
+    doc = type(module).__doc__ or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
 def build_op(name: str, C: int, stride: int, affine: bool) -> nn.Module:
@@ -28,6 +52,9 @@ def build_op(name: str, C: int, stride: int, affine: bool) -> nn.Module:
 
 
 from . import darts  # noqa: E402,F401  (registers the eight DARTS primitives)
+from . import mobile  # noqa: E402,F401  (MobileNet separable conv, MBConv, Fused-MBConv)
+from . import attention  # noqa: E402,F401  (relative self-attention, feed-forward)
+from . import approx  # noqa: E402,F401  (convolutions with approximate 8-bit multipliers)
 from .darts import (  # noqa: E402
     DARTS_PRIMITIVES,
     DilConv,
@@ -41,6 +68,8 @@ from .darts import (  # noqa: E402
 __all__ = [
     "OPS",
     "register_op",
+    "describe_op",
+    "OP_DESCRIPTIONS",
     "build_op",
     "DARTS_PRIMITIVES",
     "DilConv",

@@ -124,21 +124,34 @@ def _pool(kind: str):
     return build
 
 
-register_op("none", lambda C, stride, affine: Zero(stride))
-register_op("max_pool_3x3", _pool("max"))
-register_op("avg_pool_3x3", _pool("avg"))
-register_op("skip_connect", lambda C, stride, affine: Identity() if stride == 1 else FactorizedReduce(C, C, affine))
-register_op("sep_conv_3x3", lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine))
-register_op("sep_conv_5x5", lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine))
-register_op("sep_conv_7x7", lambda C, stride, affine: SepConv(C, C, 7, stride, 3, affine))
-register_op("dil_conv_3x3", lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine))
-register_op("dil_conv_5x5", lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine))
-register_op(
-    "conv_7x1_1x7",
-    lambda C, stride, affine: nn.Sequential(
+DESCRIPTIONS = {
+    "none": "no connection: zeros (strided at stride 2); weighs an edge's absence during search",
+    "max_pool_3x3": "3x3 max pooling",
+    "avg_pool_3x3": "3x3 average pooling (padding not counted)",
+    "skip_connect": "identity; at stride 2 a factorized reduce (two offset 1x1 convs, BN)",
+    "sep_conv_3x3": "DARTS separable conv: (ReLU, depthwise 3x3, pointwise 1x1, BN) twice",
+    "sep_conv_5x5": "DARTS separable conv: (ReLU, depthwise 5x5, pointwise 1x1, BN) twice",
+    "sep_conv_7x7": "DARTS separable conv: (ReLU, depthwise 7x7, pointwise 1x1, BN) twice",
+    "dil_conv_3x3": "ReLU, depthwise 3x3 with dilation 2, pointwise 1x1, BN",
+    "dil_conv_5x5": "ReLU, depthwise 5x5 with dilation 2, pointwise 1x1, BN",
+    "conv_7x1_1x7": "ReLU, 1x7 conv, 7x1 conv, BN (full convolutions)",
+}
+BUILDERS = {
+    "none": lambda C, stride, affine: Zero(stride),
+    "max_pool_3x3": _pool("max"),
+    "avg_pool_3x3": _pool("avg"),
+    "skip_connect": lambda C, stride, affine: Identity() if stride == 1 else FactorizedReduce(C, C, affine),
+    "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine),
+    "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine),
+    "sep_conv_7x7": lambda C, stride, affine: SepConv(C, C, 7, stride, 3, affine),
+    "dil_conv_3x3": lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine),
+    "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine),
+    "conv_7x1_1x7": lambda C, stride, affine: nn.Sequential(
         nn.ReLU(inplace=False),
         nn.Conv2d(C, C, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
         nn.Conv2d(C, C, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
         nn.BatchNorm2d(C, affine=affine),
     ),
-)
+}
+for _name, _build in BUILDERS.items():
+    register_op(_name, _build, description=DESCRIPTIONS[_name])

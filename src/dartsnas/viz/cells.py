@@ -72,6 +72,8 @@ def draw_cell(design: CellDesign, path: str | Path, *, title: str | None = None,
     g = cell_graph(design, title)
     out = []
     for fmt in formats:
+        # graphviz scales an SVG's drawing by dpi/72 but not its viewBox, which crops it in browsers: SVG at 72
+        g.graph_attr["dpi"] = "72" if fmt == "svg" else "96"
         data = g.pipe(format=fmt)
         target = path.with_suffix("." + fmt)
         from ..fileio import atomic_write_bytes

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import io
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import DartsNASError
 from ..genotype import softmax
 from .cells import GraphvizMissing, INSTALL_HINT, cell_graph, dot_available, op_color
 
@@ -155,9 +157,8 @@ def _frame(genotype, caption: str):
     return frame
 
 
-def search_gif(genotypes: Sequence[Any], captions: Sequence[str], path: str | Path,
-               seconds_per_frame: float = 0.8) -> Path:
-    """A GIF of the cells epoch after epoch (one frame per genotype, the last held longer)."""
+def _search_frames(genotypes: Sequence[Any], captions: Sequence[str]):
+    """One RGB frame per genotype, all padded to the same size."""
     from PIL import Image
 
     if not dot_available():
@@ -168,7 +169,16 @@ def search_gif(genotypes: Sequence[Any], captions: Sequence[str], path: str | Pa
     for f in frames:
         canvas = Image.new("RGB", (width, height), "white")
         canvas.paste(f, (0, 0))
-        padded.append(canvas.convert("P", palette=Image.Palette.ADAPTIVE))
+        padded.append(canvas)
+    return padded
+
+
+def search_gif(genotypes: Sequence[Any], captions: Sequence[str], path: str | Path,
+               seconds_per_frame: float = 0.8) -> Path:
+    """A GIF of the cells epoch after epoch (one frame per genotype, the last held longer)."""
+    from PIL import Image
+
+    padded = [f.convert("P", palette=Image.Palette.ADAPTIVE) for f in _search_frames(genotypes, captions)]
     durations = [int(seconds_per_frame * 1000)] * len(padded)
     durations[-1] = max(durations[-1], 2500)
     buf = io.BytesIO()
@@ -176,3 +186,57 @@ def search_gif(genotypes: Sequence[Any], captions: Sequence[str], path: str | Pa
     from ..fileio import atomic_write_bytes
 
     return atomic_write_bytes(Path(path), buf.getvalue())
+
+
+class NoVideoEncoder(DartsNASError):
+    def __init__(self) -> None:
+        super().__init__("MP4 needs ffmpeg: apt-get install ffmpeg, or pip install imageio-ffmpeg "
+                         "(the GIF needs neither)")
+
+
+def ffmpeg_executable() -> str | None:
+    """ffmpeg on PATH, else the one the imageio-ffmpeg package ships, else None."""
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        return None
+
+
+def search_mp4(genotypes: Sequence[Any], captions: Sequence[str], path: str | Path,
+               seconds_per_frame: float = 0.8) -> Path:
+    """The search GIF's frames as an H.264 MP4 (the last frame held longer). Needs ffmpeg."""
+    import os
+    import subprocess
+    import tempfile
+
+    ffmpeg = ffmpeg_executable()
+    if ffmpeg is None:
+        raise NoVideoEncoder()
+    frames = _search_frames(genotypes, captions)
+    frames += [frames[-1]] * max(0, int(round(2.5 / seconds_per_frame)) - 1)  # hold the result
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, f in enumerate(frames):
+            f.save(os.path.join(tmp, f"{i:05d}.png"))
+        out = os.path.join(tmp, "out.mp4")
+        cmd = [ffmpeg, "-y", "-loglevel", "error", "-framerate", f"{1 / seconds_per_frame:g}",
+               "-i", os.path.join(tmp, "%05d.png"), "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2:color=white",
+               "-pix_fmt", "yuv420p", "-r", "25", "-movflags", "+faststart"]
+        done = None
+        for codec in (["-c:v", "libx264"], ["-c:v", "mpeg4", "-q:v", "3"]):  # H.264 where the build has it
+            done = subprocess.run(cmd + codec + [out], capture_output=True, text=True)
+            if done.returncode == 0:
+                break
+        if done is None or done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["unknown error"])[-1] if done else "not run"
+            raise DartsNASError(f"ffmpeg could not write {path.name}: {last}")
+        shutil.move(out, path)
+    return path

@@ -8,7 +8,8 @@ from typing import Any
 from ..errors import ConfigError, DartsNASError
 
 logger = logging.getLogger(__name__)
-KINDS = ("diagrams", "gif", "curves", "heatmaps", "totals")
+DEFAULT_KINDS = ("diagrams", "gif", "curves", "heatmaps", "totals")
+KINDS = DEFAULT_KINDS + ("mp4", "tensorboard")  # not by default: an encoder; rewriting the events
 
 
 def _epochs(spec: str, last: int) -> list[int]:
@@ -27,12 +28,12 @@ def _epochs(spec: str, last: int) -> list[int]:
 
 
 def plot_run(source: str | Path, *, out: str | Path | None = None, epochs: str = "last",
-             only: str = ",".join(KINDS)) -> list[Path]:
+             only: str = ",".join(DEFAULT_KINDS)) -> list[Path]:
     """Draw what ``only`` names for a search run, a training run, or a genotype file / published name."""
     from ..genotype import load_genotype
     from ..runs import RunDir
     from .cells import draw_genotype
-    from .plots import plot_alpha_heatmaps, plot_curves, plot_op_totals, search_gif
+    from .plots import plot_alpha_heatmaps, plot_curves, plot_op_totals, search_gif, search_mp4
 
     wanted = [w.strip() for w in only.split(",") if w.strip()]
     unknown = [w for w in wanted if w not in KINDS]
@@ -48,6 +49,10 @@ def plot_run(source: str | Path, *, out: str | Path | None = None, epochs: str =
     rows = run.read_metrics() if run.metrics_path.is_file() else []
     files: list[Path] = []
     is_search = run.alphas_path.is_file()
+    if "tensorboard" in wanted:
+        from .tensorboard import export_run
+
+        files.append(export_run(run.path))
     if "curves" in wanted and rows:
         files.append(plot_curves(rows, folder / "curves.png", title=run.path.name))
     if not is_search:  # a training run: its genotype and curves
@@ -66,12 +71,15 @@ def plot_run(source: str | Path, *, out: str | Path | None = None, epochs: str =
         files.append(plot_alpha_heatmaps(history, primitives, chosen, folder / "alphas.png"))
     if "totals" in wanted:
         files.append(plot_op_totals(history, primitives, folder / "op_weights.png"))
-    if "gif" in wanted and last >= 1:
+    if ("gif" in wanted or "mp4" in wanted) and last >= 1:
         val = {int(float(r["epoch"])): r.get("val_acc") for r in rows}
         genotypes = [_genotype_at(run, e) for e in range(1, last + 1)]
         captions = [f"epoch {e}/{last}" + (f"   validation accuracy {float(val[e]):.2f}%" if val.get(e) else "")
                     for e in range(1, last + 1)]
-        files.append(search_gif(genotypes, captions, folder / "search.gif"))
+        if "gif" in wanted:
+            files.append(search_gif(genotypes, captions, folder / "search.gif"))
+        if "mp4" in wanted:
+            files.append(search_mp4(genotypes, captions, folder / "search.mp4"))
     return files
 
 

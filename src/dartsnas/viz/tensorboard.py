@@ -1,0 +1,137 @@
+"""TensorBoard events under ``RUN/tensorboard``: scalars, the alpha weights per op and edge, the cell diagrams.
+
+Written epoch by epoch by a hook the CLI attaches to ``search`` and ``train``; ``dartsnas plot RUN --only
+tensorboard`` writes them afresh from the run's files (for a run made without the hook). Open them with
+``tensorboard --logdir runs``.
+
+Tags: ``loss/train``, ``loss/val``, ``loss/test``, ``loss/arch`` (the alpha step's validation loss),
+``accuracy/...``, ``lr/weights``, ``lr/alphas``, ``alphas_normal/<edge> <op>`` (softmax weight of op on edge),
+``op_totals_normal/<op>`` (summed over edges: skip-connection collapse shows here) and the same for
+``reduce``; images ``cells/normal`` and ``cells/reduce`` at each epoch.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import DartsNASError
+from .plots import _edge_labels
+
+logger = logging.getLogger(__name__)
+
+# metrics column -> TensorBoard tag
+SCALARS = {"train_loss": "loss/train", "val_loss": "loss/val", "test_loss": "loss/test", "arch_loss": "loss/arch",
+           "train_acc": "accuracy/train", "val_acc": "accuracy/val", "test_acc": "accuracy/test",
+           "test_top5": "accuracy/test_top5", "lr": "lr/weights", "arch_lr": "lr/alphas",
+           "drop_path_prob": "regularisation/drop_path_prob", "seconds": "time/seconds_per_epoch"}
+
+
+class TensorBoardMissing(DartsNASError):
+    def __init__(self) -> None:
+        super().__init__("TensorBoard events need the tensorboard package: pip install tensorboard")
+
+
+def _writer(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise TensorBoardMissing() from None
+    return SummaryWriter(log_dir=str(folder), flush_secs=30)
+
+
+def _softmax(a: np.ndarray) -> np.ndarray:
+    e = np.exp(a - a.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def write_epoch(writer, epoch: int, row: dict[str, Any], alphas: dict[str, np.ndarray] | None = None,
+                primitives: Sequence[str] = (), cells: Path | None = None) -> None:
+    """One epoch's events: the metrics row, the alpha weights after the epoch (raw, ``{name: [edges, ops]}``),
+    and the diagrams ``cells/epoch_NNN_{normal,reduce}.png`` when they exist."""
+    for key, tag in SCALARS.items():
+        value = row.get(key)
+        if value not in (None, ""):
+            writer.add_scalar(tag, float(value), epoch)
+    for name, raw in (alphas or {}).items():
+        if not name.startswith("alpha_"):
+            continue
+        kind = name[len("alpha_"):]
+        w = _softmax(np.asarray(raw, dtype=np.float64))
+        for e, edge in enumerate(_edge_labels(w.shape[0])):
+            for k, op in enumerate(primitives):
+                writer.add_scalar(f"alphas_{kind}/{e:02d} {edge} {op}", float(w[e, k]), epoch)
+        for k, op in enumerate(primitives):
+            writer.add_scalar(f"op_totals_{kind}/{op}", float(w[:, k].sum()), epoch)
+    if cells is not None:
+        from PIL import Image
+
+        for kind in ("normal", "reduce"):
+            png = cells / f"epoch_{epoch:03d}_{kind}.png"
+            if png.is_file():
+                with Image.open(png) as im:
+                    writer.add_image(f"cells/{kind}", np.asarray(im.convert("RGB")), epoch, dataformats="HWC")
+    writer.flush()
+
+
+def export_run(run_path: str | Path) -> Path:
+    """Write the events of a finished (or stopped) run from its files into ``RUN/tensorboard``, replacing any
+    there. Returns the folder."""
+    import shutil
+
+    from ..runs import RunDir
+
+    run = RunDir.open(run_path)
+    folder = run.path / "tensorboard"
+    rows = run.read_metrics() if run.metrics_path.is_file() else []
+    history = run.read_alpha_history() if run.alphas_path.is_file() else None
+    primitives = [str(p) for p in history["primitives"]] if history is not None else []
+    if folder.is_dir():
+        shutil.rmtree(folder)
+    writer = _writer(folder)
+    try:
+        for row in rows:
+            epoch = int(float(row["epoch"]))
+            alphas = None
+            if history is not None and epoch < len(history["alpha_normal"]):
+                alphas = {k: history[k][epoch] for k in ("alpha_normal", "alpha_reduce") if k in history}
+            write_epoch(writer, epoch, row, alphas, primitives, run.path / "pictures" / "cells")
+    finally:
+        writer.close()
+    return folder
+
+
+class TensorBoardLog:
+    """Search and training hook: the epoch's events in ``RUN/tensorboard`` as it ends. Runs after the diagram
+    hook, so that the epoch's cell pictures go in too. Without tensorboard it warns once and the run goes on."""
+
+    def __init__(self) -> None:
+        self.writer = None
+        self.disabled = False
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        if self.disabled:
+            return
+        run, epoch = info["run"], info["epoch"]
+        try:
+            if self.writer is None:
+                self.writer = _writer(run.path / "tensorboard")
+            alphas, primitives = None, ()
+            search = info.get("search")
+            if search is not None:
+                alphas = {n: rows[-1] for n, rows in search.history.items()}
+                primitives = search.space.primitives
+            write_epoch(self.writer, epoch, info["row"], alphas, primitives, run.path / "pictures" / "cells")
+        except TensorBoardMissing as e:
+            logger.warning("no TensorBoard events: %s", e)
+            self.disabled = True
+        except (OSError, ValueError, RuntimeError) as e:  # a log is never worth a failed run
+            logger.warning("could not write the TensorBoard events of epoch %d: %s", epoch, e)
+            self.disabled = True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
