@@ -82,10 +82,10 @@ def test_d_darts_per_position_counts_match_its_own_code():
     assert count_macs(net100, (3, 32, 32)) == 255_359_232
 
 
-def test_per_position_genotype_at_another_depth_is_refused_for_now():
+def test_per_position_genotype_at_another_depth_moves_the_reductions_to_a_third_and_two_thirds():
     g = per_position_genotype()
-    with pytest.raises(ConfigError, match="not supported yet"):
-        EvalNetwork(g, 4, 10, 6)
+    net = EvalNetwork(g, 4, 10, 6)  # the mapping itself is tested in test_deeper.py
+    assert [i for i, c in enumerate(net.cells) if c.reduction] == [2, 4]
 
 
 # -------------------------------------------------------------------------------------------------

@@ -37,7 +37,8 @@ class Architect:
                  hessian: str = "finite-difference", fd_radius: float = 0.01,
                  criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                  grad_reducer: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
-                 graph_reducer: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None):
+                 graph_reducer: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None,
+                 regularizer: Callable[[list[torch.Tensor]], torch.Tensor] | None = None):
         if order not in (1, 2):
             raise ValueError(f"order must be 1 or 2, got {order!r}")
         if hessian not in HESSIAN_MODES:
@@ -54,6 +55,9 @@ class Architect:
         self.grad_reducer = grad_reducer or (lambda grads: grads)
         # The same average, differentiable: the exact mode differentiates through the averaged weight gradient.
         self.graph_reducer = graph_reducer or (lambda grads: grads)
+        # A loss term of the alphas alone (e.g. FairDARTS' zero-one loss), added to the validation loss: its
+        # gradient is the same in every mode and on every process, so it is added after the reductions.
+        self.regularizer = regularizer
         self.optimizer = torch.optim.Adam(list(network.alphas()), lr=lr, betas=betas, weight_decay=weight_decay)
 
     # -- helpers ---------------------------------------------------------------------------------------------
@@ -96,6 +100,17 @@ class Architect:
         return self._hypergradient(train_batch, val_batch, weight_optimizer)[0]
 
     def _hypergradient(self, train_batch, val_batch, weight_optimizer):
+        grads, loss = self._data_hypergradient(train_batch, val_batch, weight_optimizer)
+        if self.regularizer is None:
+            return grads, loss
+        alphas = list(self.network.alphas())
+        with torch.enable_grad():
+            extra = self.regularizer(alphas)
+            reg = torch.autograd.grad(extra, alphas, allow_unused=True)
+        grads = [g if r is None else g + r.detach().to(g.dtype) for g, r in zip(grads, reg)]
+        return grads, loss  # the reported loss stays the validation loss
+
+    def _data_hypergradient(self, train_batch, val_batch, weight_optimizer):
         net = self.network
         alphas = list(net.alphas())
         if self.order == 1:
@@ -180,3 +195,16 @@ class Architect:
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def zero_one_loss(weight: float) -> Callable[[list[torch.Tensor]], torch.Tensor]:
+    """FairDARTS' zero-one loss on sigmoid gates, ``-weight * mean((sigmoid(a) - 0.5)^2)`` over every alpha:
+    it is lowest when each gate is 0 or 1, which makes thresholding the gates afterwards faithful."""
+
+    def loss(alphas: list[torch.Tensor]) -> torch.Tensor:
+        gates = [torch.sigmoid(a) for a in alphas if a.dim() == 2]  # op gates (PC-DARTS betas are 1-D)
+        total = sum(((g - 0.5) ** 2).sum() for g in gates)
+        count = sum(g.numel() for g in gates)
+        return -weight * total / count
+
+    return loss

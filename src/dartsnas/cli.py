@@ -126,6 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     derive.add_argument("run", metavar="RUN", help="a search run directory")
     derive.add_argument("--epoch", type=int, help="epoch (0: the initial alphas; default: the last)")
     derive.add_argument("--out", metavar="FILE", help="write the genotype as JSON")
+    derive.add_argument("--rule", choices=["top-k", "threshold-sparse", "threshold-edge"],
+                        help="derivation rule (default: the search's): top-k (DARTS), threshold-sparse (two edges "
+                             "per node, ops at or above --threshold), threshold-edge (every edge, ops above it)")
+    derive.add_argument("--threshold", type=float, help="gate threshold of the threshold rules (default: the "
+                                                        "search's, else 0.85)")
     _add_verbosity(derive)
     _add_ops_module(derive)
 
@@ -168,6 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     _add_verbosity(check)
     add_config_flags(check, SearchConfig)
+
+    dist = sub.add_parser("distance", help="the distance between two architectures (genotype files, published "
+                                           "names or runs): 0 when identical, one per differing edge or op")
+    dist.add_argument("a", metavar="A", help="genotype file, published name, or run directory")
+    dist.add_argument("b", metavar="B", help="genotype file, published name, or run directory")
+    dist.add_argument("--epoch-a", type=int, help="with a search run: the genotype after this epoch")
+    dist.add_argument("--epoch-b", type=int, help="with a search run: the genotype after this epoch")
+    dist.add_argument("--json", action="store_true", help="print JSON")
+    _add_verbosity(dist)
+    _add_ops_module(dist)
 
     ops = sub.add_parser("ops", help="list the registered candidate ops with their cost (and the named spaces)")
     ops.add_argument("--channels", type=int, default=16, help="C the ops are built with (default: 16)")
@@ -399,10 +414,11 @@ def _close_log(handler) -> None:
 
 def _saved_config(cfg: SearchConfig) -> dict[str, Any]:
     values = _saved(cfg)  # no `out`: the run is the folder holding this file; repeating the run makes a new one
-    from .engine.search import build_space
+    from .engine.search import build_space, derivation
 
     space = build_space(cfg)  # the resolved space: a repeat builds the same supernet even if a space file changes
     values.update(primitives=list(space.primitives), nodes=space.nodes, multiplier=space.multiplier)
+    values["derive_rule"], values["threshold"] = derivation(cfg, space)
     from .space import is_space_file
 
     if is_space_file(cfg.space):  # its op modules, as absolute paths, so that training can find them
@@ -528,7 +544,15 @@ def cmd_derive(args: argparse.Namespace) -> int:
     from .genotype import save_genotype
     from .runs import derive_from_history
 
-    genotype, epoch = derive_from_history(args.run, args.epoch)
+    threshold = args.threshold
+    if threshold is not None and not 0.0 < threshold <= 1.0:
+        raise DartsNASError(f"--threshold must be in (0, 1], got {threshold}")
+    if args.rule in ("threshold-sparse", "threshold-edge") and threshold is None:
+        from .config import read_yaml
+        from .runs import RunDir
+
+        threshold = read_yaml(RunDir.open(args.run).config_path).get("threshold") or 0.85
+    genotype, epoch = derive_from_history(args.run, args.epoch, rule=args.rule, threshold=threshold)
     if args.out:
         save_genotype(genotype, args.out)
         logger.info("wrote %s", args.out)
@@ -634,6 +658,18 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_distance(args: argparse.Namespace) -> int:
+    import json
+
+    from .distance import architecture_distance, format_distance, resolve_architecture
+
+    a = resolve_architecture(args.a, args.epoch_a)
+    b = resolve_architecture(args.b, args.epoch_b)
+    result = architecture_distance(a, b)
+    print(json.dumps(result, indent=2) if args.json else format_distance(result, args.a, args.b))
+    return 0
+
+
 def cmd_hypergrad_check(args: argparse.Namespace) -> int:
     import json
 
@@ -694,7 +730,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"hypergrad-check": cmd_hypergrad_check, "ops": cmd_ops, "report": cmd_report, "plot": cmd_plot, "search": cmd_search, "train": cmd_train, "evaluate": cmd_evaluate, "derive": cmd_derive,
+COMMANDS = {"distance": cmd_distance, "hypergrad-check": cmd_hypergrad_check, "ops": cmd_ops, "report": cmd_report, "plot": cmd_plot, "search": cmd_search, "train": cmd_train, "evaluate": cmd_evaluate, "derive": cmd_derive,
             "info": cmd_info, "genotype": cmd_genotype, "demo": cmd_demo}
 
 

@@ -48,6 +48,27 @@ class SearchConfig:
     approx_table: str | None = field(default=None, metadata=help_(
         "multiplier table of the approx_* ops: an EvoApprox8b .bin file or a 256x256 .npy array (default: exact "
         "products)", metavar="FILE"))
+    alphas: str = field(default="shared", metadata=help_(
+        "shared: one set of alphas per cell type (DARTS); per-cell: every cell its own (D-DARTS)",
+        choices=["shared", "per-cell"]))
+    gates: str = field(default="softmax", metadata=help_(
+        "op weights: softmax over each edge's ops (DARTS) or an independent sigmoid per op (FairDARTS)",
+        choices=["softmax", "sigmoid"]))
+    zero_one_weight: float = field(default=10.0, metadata=help_(
+        "with --gates sigmoid: weight of the zero-one loss that pushes each gate to 0 or 1 (0: off)"))
+    derive_rule: str | None = field(default=None, metadata=help_(
+        "genotype derivation: top-k (DARTS: two edges per node, best op each), threshold-sparse (two edges "
+        "per node, ops at or above --threshold), threshold-edge (every edge, ops at or above --threshold) "
+        "(default: the space's: top-k; threshold-edge for resnet18, resnet50, xception)",
+        choices=["top-k", "threshold-sparse", "threshold-edge"]))
+    threshold: float | None = field(default=None, metadata=help_(
+        "gate threshold of the threshold rules (default: 0.85; 0.5 in the resnet and xception spaces)"))
+    pretrain_epochs: int = field(default=0, metadata=help_(
+        "warm-up: train only the weights for this many epochs before the alpha steps begin"))
+    early_stop_distance: float | None = field(default=None, metadata=help_(
+        "stop when the distance between consecutive epochs' genotypes stays at or below this for --patience "
+        "epochs (default: never)", metavar="TOL"))
+    patience: int = field(default=3, metadata=help_("epochs for --early-stop-distance"))
     order: int = field(default=1, metadata=help_("1: first-order, 2: second-order (unrolled) alpha gradient",
                                                  choices=[1, 2]))
     hessian: str = field(default="finite-difference", metadata=help_(
@@ -100,6 +121,21 @@ class SearchConfig:
             raise ConfigError(f"order must be 1 or 2, got {self.order}")
         if self.hessian not in ("finite-difference", "exact"):
             raise ConfigError(f"hessian must be finite-difference or exact, got {self.hessian!r}")
+        if self.alphas not in ("shared", "per-cell"):
+            raise ConfigError(f"alphas must be shared or per-cell, got {self.alphas!r}")
+        if self.gates not in ("softmax", "sigmoid"):
+            raise ConfigError(f"gates must be softmax or sigmoid, got {self.gates!r}")
+        if self.derive_rule not in (None, "top-k", "threshold-sparse", "threshold-edge"):
+            raise ConfigError(f"derive_rule must be top-k, threshold-sparse or threshold-edge, got {self.derive_rule!r}")
+        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
+            raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
+        if self.zero_one_weight < 0:
+            raise ConfigError(f"zero_one_weight must be >= 0, got {self.zero_one_weight}")
+        if self.pretrain_epochs < 0 or self.patience < 1:
+            raise ConfigError(f"pretrain_epochs must be >= 0 and patience >= 1, got {self.pretrain_epochs} and "
+                              f"{self.patience}")
+        if self.early_stop_distance is not None and self.early_stop_distance < 0:
+            raise ConfigError(f"early_stop_distance must be >= 0, got {self.early_stop_distance}")
         if self.recompute not in ("off", "cells", "edges", "all"):
             raise ConfigError(f"recompute must be off, cells, edges or all, got {self.recompute!r}")
         if self.amp not in ("off", "bf16"):

@@ -5,7 +5,8 @@ design per cell position (``cells``, as in D-DARTS' per-cell search). A cell des
 nodes; node ``i`` (0-based) is state ``2 + i`` and sums any number of ``(op, input)`` pairs, where inputs 0
 and 1 are the two cell inputs. ``concat`` names the states whose concatenation is the cell output.
 
-This module also derives genotypes from architecture weights (the top-k rule of the DARTS code), reads and
+This module also derives genotypes from architecture weights (the top-k rule of the DARTS code, and D-DARTS'
+threshold rules, which may give a node any number of pairs, several on one edge), reads and
 writes the JSON file format, reads the classic text forms of the original code and its forks *without*
 ``eval`` (a small tokenizer and parser of literals), and holds the published genotypes by name.
 """
@@ -28,6 +29,7 @@ from .fileio import atomic_write_text
 from .registry import Registry
 
 __all__ = [
+    "DERIVATION_RULES",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "PUBLISHED",
@@ -286,7 +288,8 @@ class Genotype:
             for i, node in enumerate(design.nodes):
                 if len(node) != 2:
                     raise GenotypeError(
-                        f"{name} node {i} has {len(node)} inputs; the classic text form needs exactly two per node"
+                        f"{name} node {i} has {len(node)} inputs; the classic text form needs exactly two per node "
+                        "(save it as JSON)"
                     )
         return (
             f"Genotype(normal={_fmt_pairs(self.normal)}, normal_concat={list(self.normal.concat)}, "
@@ -401,6 +404,33 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+# How a discrete cell is read off gated weights; see derive_cell.
+DERIVATION_RULES = ("top-k", "threshold-sparse", "threshold-edge")
+
+
+def _check_rule(rule: Any, threshold: Any, k: Any) -> float | None:
+    """Validate ``rule`` and its ``threshold``; returns the threshold as a float (None for top-k)."""
+    if rule not in DERIVATION_RULES:
+        raise GenotypeError(f"unknown derivation rule {rule!r}; choose one of {', '.join(DERIVATION_RULES)}")
+    if rule == "top-k":
+        if threshold is not None:
+            raise GenotypeError(
+                "threshold applies to the threshold rules only; rule='top-k' keeps k edges per node "
+                "(use rule='threshold-sparse' or 'threshold-edge', or drop the threshold)"
+            )
+        return None
+    if rule == "threshold-edge" and k != 2:
+        raise GenotypeError(f"k does not apply to rule='threshold-edge' (it keeps every edge), got k={k!r}")
+    if threshold is None:
+        raise GenotypeError(f"rule={rule!r} needs a threshold in (0, 1], e.g. threshold=0.85")
+    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise GenotypeError(f"threshold must be a number in (0, 1], got {threshold!r}")
+    value = float(threshold)
+    if not 0.0 < value <= 1.0:  # also refuses NaN
+        raise GenotypeError(f"threshold must be in (0, 1] (a gate value), got {threshold!r}")
+    return value
+
+
 def derive_cell(
     weights: Any,
     primitives: Sequence[str],
@@ -410,13 +440,25 @@ def derive_cell(
     k: int = 2,
     reduction: bool = False,
     exclude: Iterable[str] = ("none",),
+    rule: str = "top-k",
+    threshold: float | None = None,
 ) -> CellDesign:
-    """The discrete cell of the DARTS code from gated weights ``[E, P]`` (softmax rows, edges node by node).
+    """The discrete cell from gated weights ``[E, P]`` (edges node by node, gate values in [0, 1]).
 
-    For each node, its incoming edges are ranked by their largest weight over ops not in ``exclude`` and the
-    top ``k`` kept (ties: the lower input wins); each kept edge takes its strongest non-excluded op (ties: the
-    earlier primitive wins). Pairs are listed strongest edge first, as the original code does. ``concat`` is
-    the last ``multiplier`` nodes.
+    ``weights`` are per-op gates: softmax rows (DARTS) or independent sigmoid gates (rows need not sum to 1).
+    Ops in ``exclude`` are never chosen. An edge's strength is its largest non-excluded weight; edges are
+    ranked by strength (ties: the lower input wins) and an edge's ops by weight (ties: the earlier primitive).
+
+    - ``"top-k"`` (the DARTS code): per node the ``k`` strongest edges, each with its strongest op, strongest
+      edge first.
+    - ``"threshold-sparse"`` (D-DARTS): per node the ``k`` (two) strongest edges; on each, every op whose weight
+      is >= ``threshold`` (several ops on one edge are summed in the trained cell); an edge with no such op
+      is dropped.
+    - ``"threshold-edge"``: every edge of the node, every op whose weight is >= ``threshold`` (``k`` unused).
+
+    With a threshold rule, a node left without any pair keeps its single strongest (edge, op) pair, so that
+    every node has an input. Pairs are listed strongest first (ties: lower input, then earlier primitive).
+    ``concat`` is the last ``multiplier`` nodes.
     """
     prims = tuple(primitives)
     if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
@@ -425,6 +467,7 @@ def derive_cell(
         raise GenotypeError(f"multiplier must be an integer in 1..{nodes} (the nodes per cell), got {multiplier!r}")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise GenotypeError(f"k (edges kept per node) must be a positive integer, got {k!r}")
+    cut = _check_rule(rule, threshold, k)
     w = _to_numpy(weights)
     edges = num_edges(nodes)
     if w.shape != (edges, len(prims)):
@@ -434,6 +477,11 @@ def derive_cell(
         )
     if not np.all(np.isfinite(w)):
         raise GenotypeError("weights contain NaN or infinity; the search diverged or the alphas are corrupt")
+    if cut is not None and (w.min() < -1e-6 or w.max() > 1.0 + 1e-6):
+        raise GenotypeError(
+            f"rule={rule!r} compares gate values in [0, 1], but the weights span [{w.min():.3g}, {w.max():.3g}]: "
+            "pass the softmax or sigmoid of the alphas, not the alphas"
+        )
     excluded = set(exclude)
     allowed = [p for p, name in enumerate(prims) if name not in excluded]
     if not allowed:
@@ -443,12 +491,23 @@ def derive_cell(
     start = 0
     for i in range(nodes):
         block = allowed_w[start : start + 2 + i]
+        start += 2 + i
         strength = block.max(axis=1)
         # sorted() is stable, so on equal strength the lower input index ranks first.
-        ranked = sorted(range(2 + i), key=lambda j: -strength[j])[:k]
-        # argmax returns the first maximum: on ties the earlier primitive wins.
-        cell.append(tuple((prims[allowed[int(np.argmax(block[j]))]], j) for j in ranked))
-        start += 2 + i
+        ranked = sorted(range(2 + i), key=lambda j: -strength[j])
+        if cut is None:
+            # argmax returns the first maximum: on ties the earlier primitive wins.
+            cell.append(tuple((prims[allowed[int(np.argmax(block[j]))]], j) for j in ranked[:k]))
+            continue
+        candidates = ranked[:k] if rule == "threshold-sparse" else ranked
+        kept = [(j, a) for j in candidates for a in range(len(allowed)) if block[j, a] >= cut]
+        if not kept:
+            # Nothing reaches the threshold: keep the node's strongest pair so that it still has an input.
+            j = ranked[0]
+            kept = [(j, int(np.argmax(block[j])))]
+        # Strongest pair first; ties: lower input, then earlier primitive.
+        kept.sort(key=lambda ja: (-block[ja], ja[0], ja[1]))
+        cell.append(tuple((prims[allowed[a]], j) for j, a in kept))
     concat = tuple(range(2 + nodes - multiplier, 2 + nodes))
     return CellDesign(nodes=tuple(cell), concat=concat, reduction=reduction)
 
@@ -462,11 +521,17 @@ def derive_genotype(
     *,
     k: int = 2,
     exclude: Iterable[str] = ("none",),
+    rule: str = "top-k",
+    threshold: float | None = None,
 ) -> Genotype:
-    """A DARTS genotype (normal and reduce) from the gated weights of both cell types; records ``primitives``."""
+    """A DARTS genotype (normal and reduce) from the gated weights of both cell types; records ``primitives``.
+
+    ``rule`` and ``threshold`` as in :func:`derive_cell`.
+    """
     exclude = tuple(exclude)
-    normal = derive_cell(normal_weights, primitives, nodes, multiplier, k=k, reduction=False, exclude=exclude)
-    reduce = derive_cell(reduce_weights, primitives, nodes, multiplier, k=k, reduction=True, exclude=exclude)
+    opts: dict[str, Any] = {"k": k, "exclude": exclude, "rule": rule, "threshold": threshold}
+    normal = derive_cell(normal_weights, primitives, nodes, multiplier, reduction=False, **opts)
+    reduce = derive_cell(reduce_weights, primitives, nodes, multiplier, reduction=True, **opts)
     return Genotype(normal=normal, reduce=reduce, primitives=tuple(primitives))
 
 
@@ -479,16 +544,21 @@ def derive_per_cell_genotype(
     *,
     k: int = 2,
     exclude: Iterable[str] = ("none",),
+    rule: str = "top-k",
+    threshold: float | None = None,
 ) -> Genotype:
-    """A per-position genotype (D-DARTS) from one weight matrix per cell; ``reductions`` are the reducing positions."""
+    """A per-position genotype (D-DARTS) from one weight matrix per cell; ``reductions`` are the reducing positions.
+
+    ``rule`` and ``threshold`` as in :func:`derive_cell`, the same for every cell.
+    """
     exclude = tuple(exclude)
     red = set(reductions)
     bad = sorted(r for r in red if not 0 <= r < len(weights))
     if bad:
         raise GenotypeError(f"reduction positions {bad} are outside the {len(weights)} cells")
+    opts: dict[str, Any] = {"k": k, "exclude": exclude, "rule": rule, "threshold": threshold}
     cells = tuple(
-        derive_cell(w, primitives, nodes, multiplier, k=k, reduction=i in red, exclude=exclude)
-        for i, w in enumerate(weights)
+        derive_cell(w, primitives, nodes, multiplier, reduction=i in red, **opts) for i, w in enumerate(weights)
     )
     return Genotype(cells=cells, primitives=tuple(primitives))
 

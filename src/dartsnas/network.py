@@ -6,13 +6,14 @@ reduction cell, global average pooling and a linear classifier. Every BN is affi
 their own (unlike the search network). Drop path (per-sample, as in the original code) applies to every op output
 except identity skip connections, in training mode only.
 
-Per-position genotypes (one design per cell, D-DARTS) keep their own reduction positions; they are built at
-their own depth only for now.
+Per-position genotypes (one design per cell, D-DARTS) keep their own reduction positions at their own depth;
+at another depth :func:`per_cell_layout` maps their cells onto the DARTS reduction positions. A node may sum
+any number of pairs, several on one edge (threshold derivation).
 """
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from .errors import ConfigError, GenotypeError
 from .genotype import CellDesign, Genotype, load_genotype
 from .ops import OPS, FactorizedReduce, Identity, ReLUConvBN, build_op
 
-__all__ = ["AuxiliaryHead", "EvalCell", "EvalNetwork", "drop_path"]
+__all__ = ["AuxiliaryHead", "EvalCell", "EvalNetwork", "drop_path", "per_cell_layout"]
 
 STEMS = ("cifar", "imagenet")
 
@@ -121,6 +122,67 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def per_cell_layout(cells: Sequence[CellDesign], layers: int) -> tuple[list[CellDesign], set[int]]:
+    """The design at each of ``layers`` positions, and the reduction positions, from a per-cell genotype's cells.
+
+    At the genotype's own depth (``layers == len(cells)``) every cell keeps its own design and position. At
+    another depth (D-DARTS: an L-layer network from G searched cells):
+
+    - The searched cells are split into stages by their reduction cells: stage 0 is the normal cells before
+      the first reduction cell, stage 1 those between the first and the second, stage 2 those after the second.
+    - The new network has its reduction cells at positions ``layers // 3`` and ``2 * layers // 3``, as a DARTS
+      genotype does (one position, 0, when ``layers`` is 1); they take the searched reduction cells in order.
+      With a single searched reduction cell, both use it.
+    - The normal positions of each new stage take that searched stage's normal cells in order, repeated
+      cyclically (a, b, a, b, ...). A searched stage without normal cells borrows those of the nearest stage
+      that has some, the previous stage first.
+
+    The searched reduction positions are not kept at another depth (the D-DARTS code keeps them, which leaves
+    most of a deep network at the smallest resolution). Raises ConfigError for a genotype without reduction
+    cells or with more than two, or with no normal cell when the new network has a normal position.
+    """
+    _check_int("layers", layers, 1)
+    cells = list(cells)
+    if layers == len(cells):
+        return cells, {i for i, c in enumerate(cells) if c.reduction}
+    where = f"a per-cell genotype of {len(cells)} cells rebuilt with layers={layers}"
+    searched_reductions = [c for c in cells if c.reduction]
+    if not searched_reductions:
+        raise ConfigError(
+            f"{where}: a per-cell genotype needs reduction cells to be rebuilt at another depth, and this one has "
+            f"none; use layers={len(cells)}"
+        )
+    if len(searched_reductions) > 2:
+        raise ConfigError(
+            f"{where}: the genotype has {len(searched_reductions)} reduction cells and a rebuilt network has two; "
+            f"use layers={len(cells)}"
+        )
+    stages: list[list[CellDesign]] = [[], [], []]
+    stage = 0
+    for c in cells:
+        if c.reduction:
+            stage += 1
+        else:
+            stages[stage].append(c)
+    reductions = sorted({layers // 3, 2 * layers // 3})
+    designs: list[CellDesign] = []
+    stage = 0
+    used = [0, 0, 0]  # normal positions filled so far in each new stage
+    for i in range(layers):
+        if i in reductions:
+            designs.append(searched_reductions[min(stage, len(searched_reductions) - 1)])
+            stage += 1
+            continue
+        # nearest searched stage with normal cells: this one, then previous before next at each distance
+        donors = [s for d in range(3) for s in (stage - d, stage + d) if 0 <= s < 3 and stages[s]]
+        if not donors:
+            raise ConfigError(f"{where}: the genotype has no normal cell to fill normal position {i}")
+        source = stages[donors[0]]
+        designs.append(source[used[stage] % len(source)])
+        used[stage] += 1
+    return designs, set(reductions)
+
+
 class EvalNetwork(nn.Module):
     """The network trained from a genotype: ``EvalNetwork(genotype, C, num_classes, layers, auxiliary)``.
 
@@ -215,15 +277,9 @@ class EvalNetwork(nn.Module):
 
     @staticmethod
     def _layout(genotype: Genotype, layers: int) -> tuple[list[CellDesign], set[int]]:
-        """The design of each cell position and the set of reduction positions."""
+        """The design of each cell position and the set of reduction positions (per-cell: per_cell_layout)."""
         if genotype.cells is not None:
-            if layers != len(genotype.cells):
-                raise ConfigError(
-                    f"the genotype has one design per cell for {len(genotype.cells)} cells; building it with "
-                    f"layers={layers} (a deeper or shallower network from per-cell designs) is not supported yet: "
-                    f"use layers={len(genotype.cells)}"
-                )
-            return list(genotype.cells), {i for i, c in enumerate(genotype.cells) if c.reduction}
+            return per_cell_layout(genotype.cells, layers)
         assert genotype.normal is not None and genotype.reduce is not None
         reductions = {layers // 3, 2 * layers // 3}
         return [genotype.reduce if i in reductions else genotype.normal for i in range(layers)], reductions

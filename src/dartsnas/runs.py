@@ -189,17 +189,23 @@ def _fmt(v: Any) -> Any:
     return v
 
 
-def derive_from_history(run_path: str | Path, epoch: int | None = None) -> tuple[Genotype, int]:
-    """Re-derive the genotype after ``epoch`` (default: the last saved) from a search run's raw alpha history."""
+def derive_from_history(run_path: str | Path, epoch: int | None = None, *, rule: str | None = None,
+                        threshold: float | None = None) -> tuple[Genotype, int]:
+    """Re-derive the genotype after ``epoch`` (default: the last saved) from a search run's raw alpha history,
+    by the run's derivation rule or the ``rule`` and ``threshold`` given."""
     from .config import read_yaml
-    from .genotype import derive_genotype, edge_normalized, softmax
+    from .derive import derive_from_gates, per_cell_names
+    from .supernet import reduction_positions
 
     run = RunDir.open(run_path)
     cfg = read_yaml(run.config_path)
     history = run.read_alpha_history()
-    if "alpha_normal" not in history or "alpha_reduce" not in history:
-        raise ConfigError(f"{run.alphas_path} has no alpha_normal/alpha_reduce arrays: not a DARTS search history")
-    rows = history["alpha_normal"].shape[0]
+    shared = "alpha_normal" in history and "alpha_reduce" in history
+    cells = per_cell_names(history)
+    if not shared and not cells:
+        raise ConfigError(f"{run.alphas_path} has no alpha_normal/alpha_reduce or alpha_cell_NN arrays: not a "
+                          "DARTS search history")
+    rows = history["alpha_normal" if shared else cells[0]].shape[0]
     last = rows - 1
     epoch = last if epoch is None else epoch
     if not 0 <= epoch <= last:
@@ -208,9 +214,13 @@ def derive_from_history(run_path: str | Path, epoch: int | None = None) -> tuple
     nodes, multiplier = cfg.get("nodes"), cfg.get("multiplier")
     if not isinstance(nodes, int) or not isinstance(multiplier, int):
         raise ConfigError(f"{run.config_path} lacks nodes/multiplier; it is not a search run's config")
-    normal, reduce = softmax(history["alpha_normal"][epoch]), softmax(history["alpha_reduce"][epoch])
-    if "beta_normal" in history and "beta_reduce" in history:  # a PC-DARTS search: edge normalisation
-        normal = edge_normalized(normal, history["beta_normal"][epoch], nodes)
-        reduce = edge_normalized(reduce, history["beta_reduce"][epoch], nodes)
-    genotype = derive_genotype(normal, reduce, primitives, nodes, multiplier)
+    gate = str(history["gate"]) if "gate" in history else str(cfg.get("gates", "softmax"))
+    rule = rule or cfg.get("derive_rule") or "top-k"
+    if threshold is None:
+        threshold = cfg.get("threshold")
+    raw = {k: v[epoch] for k, v in history.items() if k.startswith(("alpha_", "beta_"))}
+    layers = cfg.get("layers")
+    reductions = reduction_positions(layers) if isinstance(layers, int) else ()
+    genotype = derive_from_gates(raw, gate, primitives, nodes, multiplier, reductions=reductions, rule=rule,
+                                 threshold=threshold)
     return genotype, epoch

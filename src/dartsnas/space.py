@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from .errors import ConfigError, UnknownNameError
@@ -17,6 +18,11 @@ class SearchSpace:
     primitives: tuple[str, ...] = DARTS_PRIMITIVES
     nodes: int = 4
     multiplier: int = 4
+    # a space around a handcrafted network: its cell design, which the alphas start on (baselines.py), and
+    # the derivation rule that suits it
+    baseline: Any = None
+    rule: str = "top-k"
+    threshold: float | None = None
 
     def __post_init__(self) -> None:
         prims = tuple(self.primitives)
@@ -69,6 +75,18 @@ SPACES.register("attention", SearchSpace(primitives=(
     "none", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "attention", "ffn")))
 # the DARTS ops with approximate 8-bit multipliers in their convolutions (ops/approx.py)
 SPACES.register("approx", SearchSpace(primitives=APPROX_PRIMITIVES))
+
+# around handcrafted networks (D-DARTS): the cells start as a ResNet or Xception block (baselines.py)
+def _baseline_space(name: str) -> SearchSpace:
+    from .baselines import baseline_genotype
+
+    g = baseline_genotype(name)
+    return SearchSpace(primitives=g.primitives, nodes=len(g.normal.nodes), multiplier=1, baseline=g,
+                       rule="threshold-edge", threshold=0.5)
+
+
+for _name in ("resnet18", "resnet50", "xception"):
+    SPACES.register(_name, _baseline_space(_name))
 
 
 def get_space(name: str) -> SearchSpace:

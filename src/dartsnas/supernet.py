@@ -17,12 +17,14 @@ from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from .errors import ConfigError
-from .genotype import Genotype, derive_genotype, edge_normalized, softmax
+from .genotype import Genotype
 from .ops import FactorizedReduce, ReLUConvBN, build_op
 from .space import SearchSpace
 
 
 RECOMPUTE_MODES = ("off", "cells", "edges", "all")
+ALPHA_MODES = ("shared", "per-cell")
+GATE_MODES = ("softmax", "sigmoid")
 
 
 def _strip_leading_relu(module: nn.Module) -> bool:
@@ -164,8 +166,16 @@ class SearchNetwork(nn.Module):
     """The DARTS supernet. ``weights()`` and ``alphas()`` are separate parameter sets with separate optimizers."""
 
     def __init__(self, space: SearchSpace, C: int = 16, num_classes: int = 10, layers: int = 8, *,
-                 in_channels: int = 3, stem_multiplier: int = 3, recompute: str = "off", partial_channels: int = 1):
+                 in_channels: int = 3, stem_multiplier: int = 3, recompute: str = "off", partial_channels: int = 1,
+                 alphas: str = "shared", gates: str = "softmax", rule: str = "top-k",
+                 threshold: float | None = None):
         super().__init__()
+        if alphas not in ALPHA_MODES:
+            raise ConfigError(f"alphas must be one of {', '.join(ALPHA_MODES)}, got {alphas!r}")
+        if gates not in GATE_MODES:
+            raise ConfigError(f"gates must be one of {', '.join(GATE_MODES)}, got {gates!r}")
+        self.alpha_mode, self.gate_mode = alphas, gates
+        self.rule, self.threshold = rule, threshold
         for name, value, low in (("init_channels", C, 1), ("num_classes", num_classes, 1), ("layers", layers, 1),
                                  ("in_channels", in_channels, 1), ("stem_multiplier", stem_multiplier, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -195,11 +205,34 @@ class SearchNetwork(nn.Module):
 
         self.set_recompute(recompute)
         shape = (space.num_edges, space.num_ops)
-        self.alpha_normal = nn.Parameter(1e-3 * torch.randn(shape))
-        self.alpha_reduce = nn.Parameter(1e-3 * torch.randn(shape))
+        # shared: one alpha tensor per cell type (DARTS); per-cell: one per cell position (D-DARTS)
+        self._alpha_names = (["alpha_normal", "alpha_reduce"] if alphas == "shared"
+                             else [f"alpha_cell_{i:02d}" for i in range(layers)])
+        for name in self._alpha_names:
+            self.register_parameter(name, nn.Parameter(1e-3 * torch.randn(shape)))
         if partial_channels > 1:  # PC-DARTS edge normalisation: one beta per edge, softmax over a node's edges
-            self.beta_normal = nn.Parameter(1e-3 * torch.randn(space.num_edges))
-            self.beta_reduce = nn.Parameter(1e-3 * torch.randn(space.num_edges))
+            for name in self._alpha_names:
+                self.register_parameter(name.replace("alpha_", "beta_"),
+                                        nn.Parameter(1e-3 * torch.randn(space.num_edges)))
+
+    def init_from_genotype(self, genotype: Genotype, strength: float = 4.0) -> "SearchNetwork":
+        """Start the alphas on ``genotype``'s cells (a search around a handcrafted network): on each edge its op,
+        or ``none`` where it has no edge, ``strength`` above the other ops (plus the usual tiny noise)."""
+        from .baselines import baseline_alphas
+
+        with torch.no_grad():
+            for i, name in enumerate(self._alpha_names):
+                if self.alpha_mode == "per-cell":
+                    reduction = self.cells[i].reduction
+                else:
+                    reduction = name == "alpha_reduce"
+                design = (genotype.cells[i] if genotype.cells is not None
+                          else genotype.reduce if reduction else genotype.normal)
+                init = torch.from_numpy(baseline_alphas(design, self.space.primitives, strength))
+                if self.gate_mode == "sigmoid":  # independent gates: the chosen ops near 1, the others near 0
+                    init = 2 * init - strength
+                getattr(self, name).add_(init.to(getattr(self, name)))
+        return self
 
     def set_recompute(self, mode: str) -> "SearchNetwork":
         """Activation checkpointing: ``off`` keeps every activation (fastest); ``cells`` keeps only each cell's
@@ -215,8 +248,10 @@ class SearchNetwork(nn.Module):
 
     # -- parameter sets --------------------------------------------------------------------------------------
     def alpha_names(self) -> list[str]:
-        names = ["alpha_normal", "alpha_reduce"]
-        return names + ["beta_normal", "beta_reduce"] if self.partial_channels > 1 else names
+        """``alpha_normal``, ``alpha_reduce`` (shared) or ``alpha_cell_00``, ... (per cell); PC-DARTS adds the
+        matching ``beta_*`` edge parameters after them."""
+        names = list(self._alpha_names)
+        return names + [n.replace("alpha_", "beta_") for n in names] if self.partial_channels > 1 else names
 
     def alphas(self) -> list[nn.Parameter]:
         """The architecture parameters, in the order of ``alpha_names()`` (PC-DARTS adds the edge betas)."""
@@ -239,29 +274,41 @@ class SearchNetwork(nn.Module):
         return sum(a.numel() for a in self.alphas())
 
     # -- forward ---------------------------------------------------------------------------------------------
-    def gates(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The softmax weights of the normal and reduction cells' edges (``[edges, ops]`` each)."""
-        return F.softmax(self.alpha_normal, dim=-1), F.softmax(self.alpha_reduce, dim=-1)
+    def gate(self, alpha: torch.Tensor) -> torch.Tensor:
+        """Op weights of one alpha tensor: softmax over each edge's ops (DARTS) or an independent sigmoid per
+        op (FairDARTS, D-DARTS)."""
+        return F.softmax(alpha, dim=-1) if self.gate_mode == "softmax" else torch.sigmoid(alpha)
 
-    def edge_gates(self) -> tuple[torch.Tensor, torch.Tensor] | tuple[None, None]:
-        """PC-DARTS: per edge, the softmax of the betas over the edges entering the same node."""
+    def gates(self) -> list[torch.Tensor]:
+        """The op weights ``[edges, ops]`` of each alpha tensor, in the order of the alpha names (shared: the
+        normal and the reduction cells)."""
+        return [self.gate(getattr(self, n)) for n in self._alpha_names]
+
+    def edge_gates(self) -> list[torch.Tensor | None]:
+        """PC-DARTS: per edge, the softmax of the betas over the edges entering the same node (else Nones)."""
         if self.partial_channels == 1:
-            return None, None
+            return [None] * len(self._alpha_names)
         out = []
-        for beta in (self.beta_normal, self.beta_reduce):
+        for name in self._alpha_names:
+            beta = getattr(self, name.replace("alpha_", "beta_"))
             parts, start = [], 0
             for i in range(self.space.nodes):
                 parts.append(F.softmax(beta[start:start + 2 + i], dim=-1))
                 start += 2 + i
             out.append(torch.cat(parts))
-        return out[0], out[1]
+        return out
+
+    def _cell_gate_index(self, i: int, cell: SearchCell) -> int:
+        if self.alpha_mode == "per-cell":
+            return i
+        return 1 if cell.reduction else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w_normal, w_reduce = self.gates()
-        e_normal, e_reduce = self.edge_gates()
+        ws, es = self.gates(), self.edge_gates()
         s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            w, e = (w_reduce, e_reduce) if cell.reduction else (w_normal, e_normal)
+        for i, cell in enumerate(self.cells):
+            k = self._cell_gate_index(i, cell)
+            w, e = ws[k], es[k]
             args = (s0, s1, w) if e is None else (s0, s1, w, e)
             if self.recompute in ("cells", "all") and torch.is_grad_enabled():
                 s0, s1 = s1, recomputed(cell, *args)
@@ -271,15 +318,17 @@ class SearchNetwork(nn.Module):
         return self.classifier(out)
 
     # -- derivation ------------------------------------------------------------------------------------------
-    def genotype(self) -> Genotype:
-        """The discrete architecture: per node the two strongest non-`none` edges, each with its best op."""
+    def genotype(self, rule: str | None = None, threshold: float | None = None) -> Genotype:
+        """The discrete architecture by the derivation ``rule`` (default: the network's, ``top-k``: per node the
+        two strongest non-`none` edges, each with its best op)."""
+        from .derive import derive_from_gates
+
         with torch.no_grad():
-            raw = [a.detach().float().cpu().numpy() for a in self.alphas()]
-        normal, reduce = softmax(raw[0]), softmax(raw[1])
-        if self.partial_channels > 1:  # PC-DARTS ranks edges by op weight times edge weight
-            normal = edge_normalized(normal, raw[2], self.space.nodes)
-            reduce = edge_normalized(reduce, raw[3], self.space.nodes)
-        return derive_genotype(normal, reduce, self.space.primitives, self.space.nodes, self.space.multiplier)
+            raw = {n: a.detach().float().cpu().numpy() for n, a in zip(self.alpha_names(), self.alphas())}
+        return derive_from_gates(raw, self.gate_mode, self.space.primitives, self.space.nodes,
+                                 self.space.multiplier, reductions=self.reductions,
+                                 rule=rule or self.rule, threshold=threshold if threshold is not None
+                                 else self.threshold)
 
     def arch_state(self) -> dict[str, torch.Tensor]:
         """The raw alphas by name, detached copies on the CPU (what the alpha history stores)."""

@@ -18,10 +18,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..architect import Architect
+from ..architect import Architect, zero_one_loss
 from ..config import SearchConfig
 from ..data import build_search_loaders
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..genotype import Genotype
 from ..runs import RunDir
 from ..ops.approx import use_table
@@ -53,7 +53,24 @@ def build_space(cfg: SearchConfig) -> SearchSpace:
     primitives = tuple(cfg.primitives) if cfg.primitives else base.primitives
     nodes = cfg.nodes if cfg.nodes is not None else base.nodes
     multiplier = cfg.multiplier if cfg.multiplier is not None else (base.multiplier if cfg.nodes is None else nodes)
-    return SearchSpace(primitives=primitives, nodes=nodes, multiplier=multiplier)
+    keep = base.baseline is not None and (primitives, nodes, multiplier) == (base.primitives, base.nodes,
+                                                                           base.multiplier)
+    if base.baseline is not None and not keep and "none" not in primitives:
+        raise ConfigError(f"the {cfg.space} space starts from its baseline, which needs the 'none' op and the "
+                          "space's nodes; keep them")
+    return SearchSpace(primitives=primitives, nodes=nodes, multiplier=multiplier,
+                       baseline=base.baseline if base.baseline is not None and nodes == base.nodes else None,
+                       rule=base.rule, threshold=base.threshold)
+
+
+def derivation(cfg: SearchConfig, space: SearchSpace) -> tuple[str, float | None]:
+    """The derivation rule and threshold: the config's, else the space's (top-k; threshold-edge at 0.5 for the
+    spaces around handcrafted networks); the threshold rules default to 0.85."""
+    rule = cfg.derive_rule or space.rule
+    threshold = cfg.threshold if cfg.threshold is not None else (space.threshold if rule == space.rule else None)
+    if rule != "top-k" and threshold is None:
+        threshold = 0.85
+    return rule, threshold
 
 
 @dataclass
@@ -75,6 +92,7 @@ class Search:
         self.show_progress = (is_terminal() if show_progress is None else show_progress) and self.dist.is_main
         self.hooks = list(hooks)
         self.space = build_space(cfg)
+        self.rule, self.threshold = derivation(cfg, self.space)
         self.device = resolve_device(device or cfg.device)
         configure_determinism(cfg.deterministic)
         seed_everything(cfg.seed)
@@ -86,7 +104,10 @@ class Search:
             self.network = SearchNetwork(self.space, cfg.init_channels, self.info.num_classes, cfg.layers,
                                          in_channels=self.info.channels,
                                          stem_multiplier=cfg.stem_multiplier, recompute=cfg.recompute,
-                                         partial_channels=cfg.partial_channels)
+                                         partial_channels=cfg.partial_channels, alphas=cfg.alphas,
+                                         gates=cfg.gates, rule=self.rule, threshold=self.threshold)
+        if self.space.baseline is not None:  # start from the handcrafted network's block
+            self.network.init_from_genotype(self.space.baseline)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.network.to(self.device, memory_format=self.memory_format)
         self.amp_dtype = torch.bfloat16 if cfg.amp == "bf16" else None
@@ -100,6 +121,8 @@ class Search:
                                                                     eta_min=cfg.lr_min)
         self.architect = Architect(self.network, order=cfg.order, lr=cfg.arch_lr, betas=tuple(cfg.arch_betas),
                                    weight_decay=cfg.arch_weight_decay, hessian=cfg.hessian,
+                                   regularizer=zero_one_loss(cfg.zero_one_weight) if cfg.gates == "sigmoid" and
+                                   cfg.zero_one_weight > 0 else None,
                                    grad_reducer=self.dist.mean if self.dist.enabled else None,
                                    graph_reducer=self.dist.mean_differentiable if self.dist.enabled else None)
         self.epoch = 0  # epochs completed
@@ -191,7 +214,7 @@ class Search:
             run = ReadOnlyRun(run)
         self._run = run
         if self.epoch == 0 and self._resume is None:
-            run.write_alpha_history(self.history, self.space.primitives)
+            run.write_alpha_history(self.history, self.space.primitives, gate=cfg.gates)
         while self.epoch < cfg.epochs:
             epoch = self.epoch + 1
             start = time.perf_counter()
@@ -205,10 +228,11 @@ class Search:
             genotype = self.network.genotype()
             row = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"],
                    "arch_loss": train["arch_loss"], "val_loss": val["loss"], "val_acc": val["acc"],
-                   "lr": lr, "arch_lr": cfg.arch_lr, "seconds": time.perf_counter() - start}
+                   "lr": lr, "arch_lr": cfg.arch_lr, "seconds": time.perf_counter() - start,
+                   "genotype_distance": self._distance_to_previous(run, epoch, genotype)}
             self.metrics.append(row)
             run.write_epoch_genotype(epoch, genotype)
-            run.write_alpha_history(self.history, self.space.primitives)
+            run.write_alpha_history(self.history, self.space.primitives, gate=cfg.gates)
             run.write_metrics(self.metrics)
             run.save_checkpoint(self.state_dict())
             self._last_saved = (epoch, 0)
@@ -219,9 +243,37 @@ class Search:
                         row["val_acc"], lr, row["seconds"], genotype)
             for hook in self.hooks if self.dist.is_main else ():
                 hook({"epoch": epoch, "row": row, "genotype": genotype, "run": run, "search": self})
+            if self._converged():
+                logger.info("stopping early after epoch %d: the genotype moved by at most %g for %d epochs "
+                            "(--early-stop-distance, --patience)", epoch, cfg.early_stop_distance, cfg.patience)
+                break
         genotype = self.network.genotype()
         run.write_final_genotype(genotype)
         return SearchResult(run, genotype, list(self.metrics))
+
+    def _distance_to_previous(self, run, epoch: int, genotype: Genotype) -> float | None:
+        """Architecture distance from the previous epoch's genotype (the initial alphas' before epoch 1)."""
+        from ..derive import derive_from_gates
+        from ..distance import architecture_distance
+
+        raw = {n: rows[epoch - 1] for n, rows in self.history.items()}
+        try:
+            previous = derive_from_gates(raw, self.network.gate_mode, self.space.primitives, self.space.nodes,
+                                         self.space.multiplier, reductions=self.network.reductions,
+                                         rule=self.network.rule, threshold=self.network.threshold)
+        except (IndexError, KeyError):
+            return None
+        return float(architecture_distance(previous, genotype)["distance"])
+
+    def _converged(self) -> bool:
+        """--early-stop-distance: the last ``patience`` epochs after the warm-up each moved the genotype by at
+        most the tolerance."""
+        tol, k = self.cfg.early_stop_distance, self.cfg.patience
+        if tol is None:
+            return False
+        recent = [r for r in self.metrics if int(r["epoch"]) > self.cfg.pretrain_epochs][-k:]
+        return len(recent) == k and all(r.get("genotype_distance") not in (None, "") and
+                                        float(r["genotype_distance"]) <= tol for r in recent)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         net, cfg = self.network, self.cfg
@@ -257,12 +309,15 @@ class Search:
             y, yv = y.to(self.device, non_blocking=True), yv.to(self.device, non_blocking=True)
             # alpha step (the paper's Eq. 6-8), then the weight step on the training batch; bf16 autocast leaves
             # the second-order step in float32 (its finite difference is below bf16's resolution)
-            with autocast(self.device, self.amp_dtype if cfg.order == 1 else None):
-                arch = self.architect.step((x, y), (xv, yv), self.weight_optimizer)
-            arch_losses.append(arch["arch_loss"])
+            warm_up = epoch <= cfg.pretrain_epochs  # --pretrain-epochs: the weights alone first
+            if not warm_up:
+                with autocast(self.device, self.amp_dtype if cfg.order == 1 else None):
+                    arch = self.architect.step((x, y), (xv, yv), self.weight_optimizer)
+                arch_losses.append(arch["arch_loss"])
             loss, logits = self.weight_step(x, y)
             avg.update(loss, logits, y)
-            stop, bad = step_flags(self.dist, self._stop, arch["arch_loss"], float(loss), device=self.device)
+            stop, bad = step_flags(self.dist, self._stop, arch_losses[-1] if arch_losses else 0.0, float(loss),
+                                   device=self.device)
             if bad:
                 raise NonFiniteLoss("search", epoch, step, bad, self._last_saved, self._run.path if self._run else None,
                                     "a lower --lr or --arch-lr, or a gradient clip (--grad-clip 5)")
@@ -279,7 +334,9 @@ class Search:
                 if stop:
                     raise StopRequested(stop, epoch, step)
         total = Average().load(self.dist.sum(avg.state()))
-        arch_loss = self.dist.sum([float(np.mean(arch_losses)) if arch_losses else float("nan")])[0]
+        if not arch_losses:  # a warm-up epoch: no alpha step
+            return {"loss": total.mean_loss, "acc": total.accuracy, "arch_loss": None}
+        arch_loss = self.dist.sum([float(np.mean(arch_losses))])[0]
         return {"loss": total.mean_loss, "acc": total.accuracy, "arch_loss": arch_loss / self.dist.world_size}
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -55,6 +55,7 @@ from . import darts  # noqa: E402,F401  (registers the eight DARTS primitives)
 from . import mobile  # noqa: E402,F401  (MobileNet separable conv, MBConv, Fused-MBConv)
 from . import attention  # noqa: E402,F401  (relative self-attention, feed-forward)
 from . import approx  # noqa: E402,F401  (convolutions with approximate 8-bit multipliers)
+from . import baseline  # noqa: E402,F401  (the plain convolutions of ResNet and Xception)
 from .darts import (  # noqa: E402
     DARTS_PRIMITIVES,
     DilConv,

@@ -9,7 +9,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DartsNASError
-from ..genotype import softmax
 from .cells import GraphvizMissing, INSTALL_HINT, cell_graph, dot_available, op_color
 
 
@@ -80,44 +79,74 @@ def _edge_labels(num_edges: int) -> list[str]:
     return labels[:num_edges]
 
 
+def alpha_kinds(history: dict[str, np.ndarray]) -> list[str]:
+    """The op-weight arrays of a history: ``alpha_normal``, ``alpha_reduce`` or ``alpha_cell_NN`` (per cell)."""
+    shared = [k for k in ("alpha_normal", "alpha_reduce") if k in history]
+    return shared or sorted(k for k in history if k.startswith("alpha_cell_"))
+
+
+def history_gates(history: dict[str, np.ndarray], kind: str) -> np.ndarray:
+    """The op weights of ``history[kind]`` by the search's gate function (softmax unless it says sigmoid)."""
+    from ..derive import gate_values
+
+    gate = str(history["gate"]) if "gate" in history else "softmax"
+    return gate_values(history[kind], gate)
+
+
+def kind_title(kind: str) -> str:
+    if kind == "alpha_normal":
+        return "normal cell"
+    if kind == "alpha_reduce":
+        return "reduction cell"
+    return f"cell {int(kind.rsplit('_', 1)[1])}"
+
+
+def _grid(plt, panels: int, width: float, height: float):
+    cols = min(panels, 2 if panels <= 2 else 4)
+    rows = -(-panels // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False,
+                             constrained_layout=True)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[panels:]:
+        ax.axis("off")
+    return fig, flat
+
+
 def plot_alpha_heatmaps(history: dict[str, np.ndarray], primitives: Sequence[str], epochs: Sequence[int],
                         path: str | Path) -> Path:
-    """Softmax alpha weights (edges by ops) of the normal and reduction cells after each of ``epochs``."""
+    """Op weights (edges by ops) of every cell type (or every cell, per-cell search) after each of ``epochs``."""
     plt = _pyplot()
-    kinds = [k for k in ("alpha_normal", "alpha_reduce") if k in history]
-    rows, cols = len(epochs), len(kinds)
+    kinds = alpha_kinds(history)
     edges = history[kinds[0]].shape[1]
-    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 0.38 * edges * rows + 1.6), squeeze=False,
-                             constrained_layout=True)
-    for r, epoch in enumerate(epochs):
-        for c, kind in enumerate(kinds):
-            ax = axes[r][c]
-            w = softmax(history[kind][epoch])
-            # the panel's own range: early in a search the weights differ from uniform only in the third digit
-            im = ax.imshow(w, cmap="viridis", vmin=float(w.min()), vmax=float(w.max()) + 1e-12, aspect="auto")
-            ax.set_xticks(range(len(primitives)), list(primitives), rotation=45, ha="right", fontsize=8)
-            ax.set_yticks(range(edges), _edge_labels(edges), fontsize=7)
-            ax.set_title(f"{'normal' if kind == 'alpha_normal' else 'reduction'} cell, epoch {epoch}", fontsize=10)
-            fig.colorbar(im, ax=ax, shrink=0.8)
+    fig, axes = _grid(plt, len(epochs) * len(kinds), 6.5, 0.38 * edges + 1.6)
+    panels = [(e, k) for e in epochs for k in kinds]
+    for ax, (epoch, kind) in zip(axes, panels):
+        w = history_gates(history, kind)[epoch]
+        # the panel's own range: early in a search the weights differ from uniform only in the third digit
+        im = ax.imshow(w, cmap="viridis", vmin=float(w.min()), vmax=float(w.max()) + 1e-12, aspect="auto")
+        ax.set_xticks(range(len(primitives)), list(primitives), rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(edges), _edge_labels(edges), fontsize=7)
+        ax.set_title(f"{kind_title(kind)}, epoch {epoch}", fontsize=10)
+        fig.colorbar(im, ax=ax, shrink=0.8)
     return _save(fig, path)
 
 
 def plot_op_totals(history: dict[str, np.ndarray], primitives: Sequence[str], path: str | Path) -> Path:
-    """Each op's softmax weight summed over edges, epoch by epoch: skip-connection collapse shows as the green
+    """Each op's weight summed over edges, epoch by epoch: skip-connection collapse shows as the green
     line rising."""
     plt = _pyplot()
-    kinds = [k for k in ("alpha_normal", "alpha_reduce") if k in history]
-    fig, axes = plt.subplots(1, len(kinds), figsize=(6.5 * len(kinds), 4.2), squeeze=False, constrained_layout=True)
-    for ax, kind in zip(axes[0], kinds):
-        w = softmax(history[kind], axis=-1).sum(axis=1)  # [epochs + 1, ops]
+    kinds = alpha_kinds(history)
+    fig, axes = _grid(plt, len(kinds), 6.5, 4.2)
+    for ax, kind in zip(axes, kinds):
+        w = history_gates(history, kind).sum(axis=1)  # [epochs + 1, ops]
         for k, op in enumerate(primitives):
             ax.plot(range(w.shape[0]), w[:, k], color=op_color(op), label=op, linewidth=2)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(_int_locator())
         ax.set_ylabel("total weight over edges")
-        ax.set_title("normal cell" if kind == "alpha_normal" else "reduction cell")
+        ax.set_title(kind_title(kind))
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    axes[len(kinds) - 1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(fig, path)
 
 
@@ -136,18 +165,26 @@ def _frame(genotype, caption: str):
     """Normal and reduction diagrams side by side under a caption (a Pillow image)."""
     from PIL import Image, ImageDraw, ImageFont
 
+    if genotype.cells is not None:  # per-cell: every position, four to a row
+        designs = [(d, f"cell {i} ({'reduction' if d.reduction else 'normal'})") for i, d in enumerate(genotype.cells)]
+    else:
+        designs = [(genotype.normal, "normal cell"), (genotype.reduce, "reduction cell")]
     parts = []
-    for design, name in ((genotype.normal, "normal cell"), (genotype.reduce, "reduction cell")):
+    for design, name in designs:
         png = cell_graph(design, name).pipe(format="png")
         parts.append(Image.open(io.BytesIO(png)).convert("RGB"))
-    head = 40
-    width = sum(p.width for p in parts) + 30
-    height = max(p.height for p in parts) + head
+    head, per_row = 40, 2 if len(parts) <= 2 else 4
+    rows = [parts[i:i + per_row] for i in range(0, len(parts), per_row)]
+    width = max(sum(p.width for p in row) + 10 * (len(row) + 2) for row in rows)
+    height = sum(max(p.height for p in row) + 10 for row in rows) + head
     frame = Image.new("RGB", (width, height), "white")
-    x = 10
-    for p in parts:
-        frame.paste(p, (x, head))
-        x += p.width + 10
+    y = head
+    for row in rows:
+        x = 10
+        for p in row:
+            frame.paste(p, (x, y))
+            x += p.width + 10
+        y += max(p.height for p in row) + 10
     draw = ImageDraw.Draw(frame)
     try:
         font = ImageFont.load_default(size=22)

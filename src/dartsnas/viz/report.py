@@ -146,7 +146,9 @@ class RunReport:
         if self.kind == "search":
             history = self.run.read_alpha_history()
             primitives = [str(p) for p in history["primitives"]]
-            last = history["alpha_normal"].shape[0] - 1
+            from .plots import alpha_kinds
+
+            last = history[alpha_kinds(history)[0]].shape[0] - 1
             epochs = sorted({0, last // 2, last}) if last >= 2 else sorted({0, last})
             alphas = [(plot_alpha_heatmaps(history, primitives, epochs, folder / "alphas.png"),
                        f"softmax alpha weights, edges by ops, after epochs {', '.join(map(str, epochs))} "

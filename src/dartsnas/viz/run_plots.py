@@ -61,7 +61,9 @@ def plot_run(source: str | Path, *, out: str | Path | None = None, epochs: str =
         return files
     history = run.read_alpha_history()
     primitives = [str(p) for p in history["primitives"]]
-    last = history["alpha_normal"].shape[0] - 1
+    from .plots import alpha_kinds
+
+    last = history[alpha_kinds(history)[0]].shape[0] - 1
     chosen = _epochs(epochs, last)
     if "diagrams" in wanted:
         for e in chosen:

@@ -26,7 +26,8 @@ logger = logging.getLogger(__name__)
 SCALARS = {"train_loss": "loss/train", "val_loss": "loss/val", "test_loss": "loss/test", "arch_loss": "loss/arch",
            "train_acc": "accuracy/train", "val_acc": "accuracy/val", "test_acc": "accuracy/test",
            "test_top5": "accuracy/test_top5", "lr": "lr/weights", "arch_lr": "lr/alphas",
-           "drop_path_prob": "regularisation/drop_path_prob", "seconds": "time/seconds_per_epoch"}
+           "drop_path_prob": "regularisation/drop_path_prob", "seconds": "time/seconds_per_epoch",
+           "genotype_distance": "search/genotype_distance"}
 
 
 class TensorBoardMissing(DartsNASError):
@@ -42,13 +43,8 @@ def _writer(folder: Path):
     return SummaryWriter(log_dir=str(folder), flush_secs=30)
 
 
-def _softmax(a: np.ndarray) -> np.ndarray:
-    e = np.exp(a - a.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def write_epoch(writer, epoch: int, row: dict[str, Any], alphas: dict[str, np.ndarray] | None = None,
-                primitives: Sequence[str] = (), cells: Path | None = None) -> None:
+                primitives: Sequence[str] = (), cells: Path | None = None, gate: str = "softmax") -> None:
     """One epoch's events: the metrics row, the alpha weights after the epoch (raw, ``{name: [edges, ops]}``),
     and the diagrams ``cells/epoch_NNN_{normal,reduce}.png`` when they exist."""
     for key, tag in SCALARS.items():
@@ -58,8 +54,10 @@ def write_epoch(writer, epoch: int, row: dict[str, Any], alphas: dict[str, np.nd
     for name, raw in (alphas or {}).items():
         if not name.startswith("alpha_"):
             continue
+        from ..derive import gate_values
+
         kind = name[len("alpha_"):]
-        w = _softmax(np.asarray(raw, dtype=np.float64))
+        w = gate_values(raw, gate)
         for e, edge in enumerate(_edge_labels(w.shape[0])):
             for k, op in enumerate(primitives):
                 writer.add_scalar(f"alphas_{kind}/{e:02d} {edge} {op}", float(w[e, k]), epoch)
@@ -95,9 +93,15 @@ def export_run(run_path: str | Path) -> Path:
         for row in rows:
             epoch = int(float(row["epoch"]))
             alphas = None
-            if history is not None and epoch < len(history["alpha_normal"]):
-                alphas = {k: history[k][epoch] for k in ("alpha_normal", "alpha_reduce") if k in history}
-            write_epoch(writer, epoch, row, alphas, primitives, run.path / "pictures" / "cells")
+            gate = "softmax"
+            if history is not None:
+                from .plots import alpha_kinds
+
+                kinds = alpha_kinds(history)
+                gate = str(history["gate"]) if "gate" in history else "softmax"
+                if epoch < len(history[kinds[0]]):
+                    alphas = {k: history[k][epoch] for k in kinds}
+            write_epoch(writer, epoch, row, alphas, primitives, run.path / "pictures" / "cells", gate=gate)
     finally:
         writer.close()
     return folder
@@ -118,12 +122,13 @@ class TensorBoardLog:
         try:
             if self.writer is None:
                 self.writer = _writer(run.path / "tensorboard")
-            alphas, primitives = None, ()
+            alphas, primitives, gate = None, (), "softmax"
             search = info.get("search")
             if search is not None:
                 alphas = {n: rows[-1] for n, rows in search.history.items()}
-                primitives = search.space.primitives
-            write_epoch(self.writer, epoch, info["row"], alphas, primitives, run.path / "pictures" / "cells")
+                primitives, gate = search.space.primitives, search.network.gate_mode
+            write_epoch(self.writer, epoch, info["row"], alphas, primitives, run.path / "pictures" / "cells",
+                        gate=gate)
         except TensorBoardMissing as e:
             logger.warning("no TensorBoard events: %s", e)
             self.disabled = True
