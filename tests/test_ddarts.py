@@ -154,6 +154,38 @@ def test_early_stop_when_the_genotype_stops_moving(tmp_path):
     d = architecture_distance(load_genotype(run / "genotypes" / "epoch_002.json"),
                               load_genotype(run / "genotypes" / "epoch_003.json"))["distance"]
     assert float(rows[2]["genotype_distance"]) == d
+    # a run that stopped early is final: resuming it is one line, and changes nothing
+    before = (run / "metrics.csv").read_text()
+    assert main(["search", "--resume", str(run)]) == 2
+    assert (run / "metrics.csv").read_text() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--space", "resnet18", "--primitives", "none,skip_connect,sep_conv_3x3"], "needs the ops conv_3x3"),
+    (["--threshold", "0.5"], "--threshold applies to the threshold rules"),
+    (["--derive-rule", "threshold-edge", "--threshold", "1.5"], "threshold must be in (0, 1]"),
+    (["--alphas", "everywhere"], "invalid choice"),
+])
+def test_bad_d_darts_options_are_one_line(args, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) if message == "invalid choice" else _nothing():
+        code = main(["search", *TINY, "--layers", "3", "--epochs", "1", *args, "--out", str(tmp_path / "r")])
+        assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and not (tmp_path / "r").exists()
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def test_resume_refuses_to_change_the_gates_or_the_rule(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["search", *TINY, "--layers", "3", "--epochs", "1", "--out", str(run)]) == 0
+    for flag in (["--gates", "sigmoid"], ["--derive-rule", "threshold-edge"], ["--alphas", "per-cell"]):
+        assert main(["search", "--resume", str(run), "--epochs", "2", *flag]) == 2
+        assert "--resume cannot change" in capsys.readouterr().err
 
 
 def test_distance_command(tmp_path, capsys):

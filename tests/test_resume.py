@@ -117,3 +117,20 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(search_reference, 
         fileio.atomic_write_bytes(path, b"new and half-written")
     assert path.read_bytes() == b"good"
     assert [p.name for p in run.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_an_exact_second_order_per_cell_search_resumes_bitwise(tmp_path):
+    """The exact hypergradient, per-cell sigmoid alphas and a warm-up epoch survive a kill like the default."""
+    args = [*SEARCH, "--order", "2", "--hessian", "exact", "--alphas", "per-cell", "--gates", "sigmoid",
+            "--pretrain-epochs", "1"]
+    reference = tmp_path / "reference"
+    assert main([*args, "--out", str(reference)]) == 0
+    run = tmp_path / "killed"
+    code, _ = stop_mid_epoch(args, run, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert main(["search", "--resume", str(run)]) == 0
+    with np.load(run / "alphas.npz") as x, np.load(reference / "alphas.npz") as y:
+        keys = [k for k in x.files if k.startswith("alpha_cell_")]
+        assert len(keys) == 3 and all(np.array_equal(x[k], y[k]) for k in keys)
+    assert metrics(run) == metrics(reference)
+    assert load_genotype(run / "genotype.json") == load_genotype(reference / "genotype.json")

@@ -259,7 +259,7 @@ def _log_to_file(path: Path) -> logging.Handler:
 
 def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names}
+    return _absolute_paths({k: v for k, v in vars(args).items() if k in names})
 
 
 def _stopped(stop, kind: str, path: Path) -> int:
@@ -275,6 +275,7 @@ def _resume_config(args: argparse.Namespace, cls: type, overrides: dict[str, Any
         raise DartsNASError("--resume takes the config from the run; leave out --config")
     run = RunDir.open(args.resume)
     saved = read_yaml(run.config_path)
+    overrides = _absolute_paths(overrides)
     changed = [k for k in locked if k in overrides and overrides[k] != saved.get(k)]
     if changed:
         k = changed[0]
@@ -351,7 +352,10 @@ def _search(args: argparse.Namespace) -> int:
         state = run.load_checkpoint()
         search = Search(cfg, dist=dist, device=device, hooks=hooks)
         search.load_state_dict(state)
-        if search.epoch >= cfg.epochs:
+        if run.genotype_path.is_file() and search._converged():
+            raise DartsNASError(f"{run.path} stopped early after epoch {search.epoch} (--early-stop-distance); "
+                                "its genotype is final")
+        if run.genotype_path.is_file() and search.epoch >= cfg.epochs:
             raise DartsNASError(f"{run.path} already finished {search.epoch} epochs; pass --epochs N > "
                                 f"{search.epoch} to extend it")
         _on_main(dist, lambda: run.write_config(_saved_config(cfg), header=_config_header()))
@@ -429,9 +433,8 @@ def _saved_config(cfg: SearchConfig) -> dict[str, Any]:
         extra = [str((base / m).resolve()) if m.endswith(".py") and (base / m).is_file() else m
                  for m in ([extra] if isinstance(extra, str) else extra)]
         values["ops_module"] = list(dict.fromkeys((values.get("ops_module") or []) + extra)) or None
-    if values.get("ops_module"):  # file paths made absolute: the config must work from any folder
-        values["ops_module"] = [str(Path(m).resolve()) if m.endswith(".py") and Path(m).is_file() else m
-                                for m in values["ops_module"]]
+    if is_space_file(cfg.space) and Path(cfg.space).is_file():
+        values["space"] = str(Path(cfg.space).resolve())
     return values
 
 
@@ -580,10 +583,19 @@ def _refuse_non_empty(path: Path) -> None:
 def _saved(cfg) -> dict[str, Any]:
     values = cfg.to_dict()
     values.pop("out", None)
-    table = values.get("approx_table")
-    if table and Path(table).is_file():  # the config must work from any folder
-        values["approx_table"] = str(Path(table).resolve())
     return values
+
+
+def _absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
+    """Op module files and the multiplier table as absolute paths, so that a run's config and checkpoint work
+    from any folder (on resume, the same relative flag then compares equal)."""
+    out = dict(values)
+    if out.get("ops_module"):
+        out["ops_module"] = [str(Path(m).resolve()) if m.endswith(".py") and Path(m).is_file() else m
+                             for m in out["ops_module"]]
+    if out.get("approx_table") and Path(out["approx_table"]).is_file():
+        out["approx_table"] = str(Path(out["approx_table"]).resolve())
+    return out
 
 
 def cmd_genotype(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ class SearchConfig:
     init_channels: int = field(default=16, metadata=help_("channels C of the first cells"))
     nodes: int | None = field(default=None, metadata=help_("intermediate nodes per cell (default: the space's, 4)"))
     multiplier: int | None = field(default=None, metadata=help_(
-        "how many of the last nodes form the cell output (default: the space's, 4)"))
+        "how many of the last nodes form the cell output (default: the space's, 4; with --nodes alone, all)"))
     stem_multiplier: int = field(default=3, metadata=help_("stem channels = stem_multiplier * C"))
     space: str = field(default="darts", metadata=help_(
         "search space: darts, mobile, attention, approx, or a YAML file with primitives, nodes, multiplier",
@@ -127,6 +127,9 @@ class SearchConfig:
             raise ConfigError(f"gates must be softmax or sigmoid, got {self.gates!r}")
         if self.derive_rule not in (None, "top-k", "threshold-sparse", "threshold-edge"):
             raise ConfigError(f"derive_rule must be top-k, threshold-sparse or threshold-edge, got {self.derive_rule!r}")
+        if self.derive_rule == "top-k" and self.threshold is not None:
+            raise ConfigError("--threshold applies to the threshold rules; top-k keeps two edges per node whatever "
+                              "their weight (leave out --threshold or pick --derive-rule threshold-sparse)")
         if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
             raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
         if self.zero_one_weight < 0:

@@ -45,6 +45,8 @@ def load_ops_module(spec: str, *, base: str | Path | None = None) -> ModuleType:
             raise ConfigError(f"ops module {spec} is not a Python file")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
+        if str(path.parent) not in sys.path:  # so that the file can import its neighbours
+            sys.path.append(str(path.parent))
         try:
             module_spec.loader.exec_module(module)
         except DartsNASError as e:

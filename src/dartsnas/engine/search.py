@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ from ..errors import CheckpointError, ConfigError
 from ..genotype import Genotype
 from ..runs import RunDir
 from ..ops.approx import use_table
-from ..space import SearchSpace, resolve_space
+from ..space import SearchSpace, is_space_file, resolve_space
 from ..supernet import SearchNetwork
 from .distributed import SINGLE, Dist, ReadOnlyRun, local_state, per_rank_state
 from .common import (Average, GracefulStop, NonFiniteLoss, StopRequested, autocast, configure_determinism,
@@ -38,7 +39,8 @@ EpochHook = Callable[[dict[str, Any]], None]
 
 # Keys whose change would make a resumed run a different experiment.
 RESUME_LOCKED = ("dataset", "layers", "init_channels", "nodes", "multiplier", "stem_multiplier", "space",
-                 "primitives", "ops_module", "approx_table", "partial_channels", "order", "hessian", "batch_size",
+                 "primitives", "ops_module", "approx_table", "alphas", "gates", "zero_one_weight", "derive_rule",
+                 "threshold", "pretrain_epochs", "partial_channels", "order", "hessian", "batch_size",
                  "train_portion", "seed", "lr", "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr",
                  "arch_weight_decay", "arch_betas")
 
@@ -49,15 +51,19 @@ def build_space(cfg: SearchConfig) -> SearchSpace:
     from ..plugins import load_ops_modules
 
     load_ops_modules(cfg.ops_module)
-    base = resolve_space(cfg.space)
+    if is_space_file(cfg.space) and cfg.primitives and cfg.nodes and cfg.multiplier and \
+            not Path(cfg.space).is_file():  # a saved config holds the resolved space: the file is not needed
+        base = SearchSpace(primitives=tuple(cfg.primitives), nodes=cfg.nodes, multiplier=cfg.multiplier)
+    else:
+        base = resolve_space(cfg.space)
     primitives = tuple(cfg.primitives) if cfg.primitives else base.primitives
     nodes = cfg.nodes if cfg.nodes is not None else base.nodes
     multiplier = cfg.multiplier if cfg.multiplier is not None else (base.multiplier if cfg.nodes is None else nodes)
-    keep = base.baseline is not None and (primitives, nodes, multiplier) == (base.primitives, base.nodes,
-                                                                           base.multiplier)
-    if base.baseline is not None and not keep and "none" not in primitives:
-        raise ConfigError(f"the {cfg.space} space starts from its baseline, which needs the 'none' op and the "
-                          "space's nodes; keep them")
+    if base.baseline is not None and nodes == base.nodes:
+        missing = sorted(set(base.baseline.ops()) - set(primitives)) + ([] if "none" in primitives else ["none"])
+        if missing:
+            raise ConfigError(f"the {cfg.space} space starts from its baseline block, which needs the ops "
+                              f"{', '.join(missing)}; keep them in --primitives")
     return SearchSpace(primitives=primitives, nodes=nodes, multiplier=multiplier,
                        baseline=base.baseline if base.baseline is not None and nodes == base.nodes else None,
                        rule=base.rule, threshold=base.threshold)
@@ -67,6 +73,9 @@ def derivation(cfg: SearchConfig, space: SearchSpace) -> tuple[str, float | None
     """The derivation rule and threshold: the config's, else the space's (top-k; threshold-edge at 0.5 for the
     spaces around handcrafted networks); the threshold rules default to 0.85."""
     rule = cfg.derive_rule or space.rule
+    if rule == "top-k" and cfg.threshold is not None:
+        raise ConfigError("--threshold applies to the threshold rules; top-k keeps two edges per node whatever "
+                          "their weight (leave out --threshold or pick --derive-rule threshold-sparse)")
     threshold = cfg.threshold if cfg.threshold is not None else (space.threshold if rule == space.rule else None)
     if rule != "top-k" and threshold is None:
         threshold = 0.85
@@ -215,7 +224,7 @@ class Search:
         self._run = run
         if self.epoch == 0 and self._resume is None:
             run.write_alpha_history(self.history, self.space.primitives, gate=cfg.gates)
-        while self.epoch < cfg.epochs:
+        while self.epoch < cfg.epochs and not self._converged():  # a resumed early stop just finishes
             epoch = self.epoch + 1
             start = time.perf_counter()
             lr = self.weight_optimizer.param_groups[0]["lr"]
@@ -236,8 +245,6 @@ class Search:
             run.write_metrics(self.metrics)
             run.save_checkpoint(self.state_dict())
             self._last_saved = (epoch, 0)
-            if self._stop.requested:
-                raise StopRequested(self._stop.requested, epoch, len(self.train_loader))
             logger.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  lr %.5f  %.1fs  "
                         "genotype %s", epoch, cfg.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
                         row["val_acc"], lr, row["seconds"], genotype)
@@ -247,6 +254,8 @@ class Search:
                 logger.info("stopping early after epoch %d: the genotype moved by at most %g for %d epochs "
                             "(--early-stop-distance, --patience)", epoch, cfg.early_stop_distance, cfg.patience)
                 break
+            if self._stop.requested:
+                raise StopRequested(self._stop.requested, epoch, len(self.train_loader))
         genotype = self.network.genotype()
         run.write_final_genotype(genotype)
         return SearchResult(run, genotype, list(self.metrics))

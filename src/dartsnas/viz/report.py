@@ -66,9 +66,12 @@ class RunReport:
         from ..config import read_yaml
         from ..runs import RunDir
 
+        from ..plugins import load_ops_modules
+
         self.run = RunDir.open(path)
         self.name = self.run.path.name
         self.config: dict[str, Any] = read_yaml(self.run.config_path) or {}
+        load_ops_modules(self.config.get("ops_module"))  # user ops, to count the derived network
         self.rows = self.run.read_metrics() if self.run.metrics_path.is_file() else []
         self.kind = "search" if self.run.alphas_path.is_file() else "train"
         self.final = self._json("final.json")
@@ -151,7 +154,8 @@ class RunReport:
             last = history[alpha_kinds(history)[0]].shape[0] - 1
             epochs = sorted({0, last // 2, last}) if last >= 2 else sorted({0, last})
             alphas = [(plot_alpha_heatmaps(history, primitives, epochs, folder / "alphas.png"),
-                       f"softmax alpha weights, edges by ops, after epochs {', '.join(map(str, epochs))} "
+                       f"op weights (softmax or sigmoid of the alphas), edges by ops, after epochs "
+                       f"{', '.join(map(str, epochs))} "
                        "(each panel on its own colour scale)"),
                       (plot_op_totals(history, primitives, folder / "op_weights.png"),
                        "each op's weight summed over edges, by epoch (skip-connection collapse shows as "

@@ -5,7 +5,8 @@ tensorboard`` writes them afresh from the run's files (for a run made without th
 ``tensorboard --logdir runs``.
 
 Tags: ``loss/train``, ``loss/val``, ``loss/test``, ``loss/arch`` (the alpha step's validation loss),
-``accuracy/...``, ``lr/weights``, ``lr/alphas``, ``alphas_normal/<edge> <op>`` (softmax weight of op on edge),
+``accuracy/...``, ``lr/weights``, ``lr/alphas``, ``alphas_normal/<edge> <op>`` (the op's weight on the edge:
+softmax, or sigmoid with sigmoid gates; ``alphas_cell_NN`` per cell),
 ``op_totals_normal/<op>`` (summed over edges: skip-connection collapse shows here) and the same for
 ``reduce``; images ``cells/normal`` and ``cells/reduce`` at each epoch.
 """
@@ -66,11 +67,11 @@ def write_epoch(writer, epoch: int, row: dict[str, Any], alphas: dict[str, np.nd
     if cells is not None:
         from PIL import Image
 
-        for kind in ("normal", "reduce"):
-            png = cells / f"epoch_{epoch:03d}_{kind}.png"
-            if png.is_file():
-                with Image.open(png) as im:
-                    writer.add_image(f"cells/{kind}", np.asarray(im.convert("RGB")), epoch, dataformats="HWC")
+        prefix = f"epoch_{epoch:03d}_"
+        for png in sorted(cells.glob(prefix + "*.png")):  # normal, reduce; or cell_00, cell_01, ... (per cell)
+            with Image.open(png) as im:
+                writer.add_image(f"cells/{png.stem[len(prefix):]}", np.asarray(im.convert("RGB")), epoch,
+                                 dataformats="HWC")
     writer.flush()
 
 
