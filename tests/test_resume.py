@@ -134,3 +134,21 @@ def test_an_exact_second_order_per_cell_search_resumes_bitwise(tmp_path):
         assert len(keys) == 3 and all(np.array_equal(x[k], y[k]) for k in keys)
     assert metrics(run) == metrics(reference)
     assert load_genotype(run / "genotype.json") == load_genotype(reference / "genotype.json")
+
+
+def test_resuming_a_run_stopped_at_its_last_epoch_end_writes_what_is_missing(search_reference, tmp_path):
+    """A stop between the last checkpoint and the final files: --resume finishes the job instead of refusing."""
+    import shutil
+
+    run = tmp_path / "search"
+    shutil.copytree(search_reference, run)
+    (run / "genotype.json").unlink()
+    assert main(["search", "--resume", str(run)]) == 0
+    assert load_genotype(run / "genotype.json") == load_genotype(search_reference / "genotype.json")
+    assert main(["search", "--resume", str(run)]) == 2  # now finished: one line
+    train = tmp_path / "train"
+    assert main([*TRAIN[:-4], "--epochs", "1", "--seed", "5", "--out", str(train)]) == 0
+    final = (train / "final.json").read_text()
+    (train / "final.json").unlink()
+    assert main(["train", "--resume", str(train)]) == 0
+    assert (train / "final.json").read_text() == final

@@ -465,7 +465,7 @@ def _train(args: argparse.Namespace) -> int:
         trainer = Trainer(cfg, Genotype.from_dict(state["net_args"]["genotype"]), dist=dist, device=device,
                           hooks=hooks)
         trainer.load_state_dict(state)
-        if trainer.epoch >= cfg.epochs:
+        if (run.path / "final.json").is_file() and trainer.epoch >= cfg.epochs:  # else: write what is missing
             raise DartsNASError(f"{run.path} already finished {trainer.epoch} epochs; pass --epochs N > "
                                 f"{trainer.epoch} to extend it")
         _on_main(dist, lambda: run.write_config(_saved(cfg), header=_config_header("train")))

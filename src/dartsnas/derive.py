@@ -24,7 +24,7 @@ def gate_values(raw: Any, gate: str) -> np.ndarray:
 
 
 def per_cell_names(raw: Mapping[str, Any]) -> list[str]:
-    return sorted(n for n in raw if n.startswith("alpha_cell_"))
+    return sorted((n for n in raw if n.startswith("alpha_cell_")), key=lambda n: int(n.rsplit("_", 1)[1]))
 
 
 def derive_from_gates(raw: Mapping[str, Any], gate: str, primitives: Sequence[str], nodes: int, multiplier: int, *,
