@@ -358,7 +358,7 @@ def _search(args: argparse.Namespace) -> int:
         if run.genotype_path.is_file() and search.epoch >= cfg.epochs:
             raise DartsNASError(f"{run.path} already finished {search.epoch} epochs; pass --epochs N > "
                                 f"{search.epoch} to extend it")
-        _on_main(dist, lambda: run.write_config(_saved_config(cfg), header=_config_header()))
+        _on_main(dist, lambda: run.write_config(_saved_config(cfg, search), header=_config_header()))
         handler = _log_to_file(run.path / "log.txt") if dist.is_main else None
         logger.info("resuming %s after epoch %d of %d", run.path, search.epoch, cfg.epochs)
     else:
@@ -366,7 +366,7 @@ def _search(args: argparse.Namespace) -> int:
         search = Search(cfg, dist=dist, device=device, hooks=hooks)  # data and network first: bad input fails before writing
         run = RunDir(path)
         cfg.out = str(run.path)
-        _on_main(dist, lambda: RunDir.create(path).write_config(_saved_config(cfg), header=_config_header()))
+        _on_main(dist, lambda: RunDir.create(path).write_config(_saved_config(cfg, search), header=_config_header()))
         handler = _log_to_file(run.path / "log.txt") if dist.is_main else None
         logger.info("search run directory: %s", run.path)
         logger.info("%s: %d weights, %d alphas, %d+%d images for weights/alphas%s, %s",
@@ -416,23 +416,17 @@ def _close_log(handler) -> None:
         handler.close()
 
 
-def _saved_config(cfg: SearchConfig) -> dict[str, Any]:
-    values = _saved(cfg)  # no `out`: the run is the folder holding this file; repeating the run makes a new one
-    from .engine.search import build_space, derivation
-
-    space = build_space(cfg)  # the resolved space: a repeat builds the same supernet even if a space file changes
-    values.update(primitives=list(space.primitives), nodes=space.nodes, multiplier=space.multiplier)
-    values["derive_rule"], values["threshold"] = derivation(cfg, space)
+def _saved_config(cfg: SearchConfig, search) -> dict[str, Any]:
+    """The config as the search resolved it: a repeat builds the same supernet even if a space file changes,
+    and training finds the space file's op modules."""
     from .space import is_space_file
 
-    if is_space_file(cfg.space):  # its op modules, as absolute paths, so that training can find them
-        from .config import read_yaml
-
-        extra = read_yaml(cfg.space).get("ops_module") or []
-        base = Path(cfg.space).resolve().parent
-        extra = [str((base / m).resolve()) if m.endswith(".py") and (base / m).is_file() else m
-                 for m in ([extra] if isinstance(extra, str) else extra)]
-        values["ops_module"] = list(dict.fromkeys((values.get("ops_module") or []) + extra)) or None
+    values = _saved(cfg)  # no `out`: the run is the folder holding this file; repeating the run makes a new one
+    space = search.space
+    values.update(primitives=list(space.primitives), nodes=space.nodes, multiplier=space.multiplier,
+                  derive_rule=search.rule, threshold=search.threshold)
+    if space.ops_modules:
+        values["ops_module"] = list(dict.fromkeys((values.get("ops_module") or []) + list(space.ops_modules)))
     if is_space_file(cfg.space) and Path(cfg.space).is_file():
         values["space"] = str(Path(cfg.space).resolve())
     return values

@@ -23,17 +23,14 @@ def _is_path(spec: str) -> bool:
     return spec.endswith(".py") or os.sep in spec or (os.altsep is not None and os.altsep in spec)
 
 
-def load_ops_module(spec: str, *, base: str | Path | None = None) -> ModuleType:
-    """Import one module of user ops, by dotted name or by file path (relative paths against ``base`` if given,
-    else the working directory). Any failure is one ConfigError line."""
+def load_ops_module(spec: str) -> ModuleType:
+    """Import one module of user ops, by dotted name or by file path (relative to the working directory). Any
+    failure is one ConfigError line."""
     spec = str(spec).strip()
     if not spec:
         raise ConfigError("--ops-module: empty module name")
     if _is_path(spec):
-        path = Path(spec).expanduser()
-        if not path.is_absolute() and base is not None and (Path(base) / path).is_file():
-            path = Path(base) / path
-        path = path.resolve()
+        path = Path(spec).expanduser().resolve()
         key = f"file:{path}"
         if key in _loaded:
             return _loaded[key]
@@ -75,13 +72,13 @@ def load_ops_module(spec: str, *, base: str | Path | None = None) -> ModuleType:
     return module
 
 
-def load_ops_modules(specs: Iterable[str] | str | None, *, base: str | Path | None = None) -> list[ModuleType]:
+def load_ops_modules(specs: Iterable[str] | str | None) -> list[ModuleType]:
     """Import each of ``specs`` (a list, or one comma-separated string; None: nothing)."""
     if specs is None:
         return []
     if isinstance(specs, str):
         specs = [s for s in specs.split(",") if s.strip()]
-    return [load_ops_module(s, base=base) for s in specs]
+    return [load_ops_module(s) for s in specs]
 
 
 __all__ = ["load_ops_module", "load_ops_modules"]

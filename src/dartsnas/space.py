@@ -1,7 +1,7 @@
 """`SearchSpace`: what a search chooses from (candidate ops, nodes per cell, how many nodes form the output)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from pathlib import Path
 
@@ -23,6 +23,8 @@ class SearchSpace:
     baseline: Any = None
     rule: str = "top-k"
     threshold: float | None = None
+    # the op modules a space file imports (files as absolute paths): a run's config records them
+    ops_modules: tuple[str, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         prims = tuple(self.primitives)
@@ -122,7 +124,9 @@ def load_space_file(path: str | Path) -> SearchSpace:
             modules = [modules]
         if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
             raise ConfigError(f"{path}: ops_module must be a module name, a file, or a list of them")
-        load_ops_modules(modules, base=path.parent)
+        modules = [str((path.parent / m).resolve()) if m.endswith(".py") and (path.parent / m).is_file() else m
+                   for m in modules]
+        load_ops_modules(modules)
     prims = values.get("primitives")
     if isinstance(prims, str):
         prims = [p.strip() for p in prims.split(",") if p.strip()]
@@ -133,7 +137,8 @@ def load_space_file(path: str | Path) -> SearchSpace:
     for key, v in (("nodes", nodes), ("multiplier", multiplier)):
         if isinstance(v, bool) or not isinstance(v, int):
             raise ConfigError(f"{path}: {key} must be a whole number, got {v!r}")
-    return SearchSpace(primitives=tuple(prims), nodes=nodes, multiplier=multiplier)
+    return SearchSpace(primitives=tuple(prims), nodes=nodes, multiplier=multiplier,
+                       ops_modules=tuple(modules or ()))
 
 
 def resolve_space(name: str) -> SearchSpace:

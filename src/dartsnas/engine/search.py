@@ -66,7 +66,7 @@ def build_space(cfg: SearchConfig) -> SearchSpace:
                               f"{', '.join(missing)}; keep them in --primitives")
     return SearchSpace(primitives=primitives, nodes=nodes, multiplier=multiplier,
                        baseline=base.baseline if base.baseline is not None and nodes == base.nodes else None,
-                       rule=base.rule, threshold=base.threshold)
+                       rule=base.rule, threshold=base.threshold, ops_modules=base.ops_modules)
 
 
 def derivation(cfg: SearchConfig, space: SearchSpace) -> tuple[str, float | None]:

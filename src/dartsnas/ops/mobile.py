@@ -52,6 +52,15 @@ def _se_or_identity(se: bool, hidden: int, C: int) -> nn.Module:
     return SqueezeExcite(hidden, max(1, C // 4)) if se else nn.Identity()
 
 
+def _conv_bn_silu(c_in: int, c_out: int, kernel_size: int, stride: int, groups: int, affine: bool) -> nn.Sequential:
+    """Convolution (padding ``kernel_size // 2``, no bias), BN, SiLU."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(c_out, affine=affine),
+        nn.SiLU(inplace=False),
+    )
+
+
 def _projection(hidden: int, C: int, affine: bool) -> nn.Sequential:
     """Linear bottleneck: 1 x 1 convolution and BN, no activation."""
     return nn.Sequential(nn.Conv2d(hidden, C, 1, bias=False), nn.BatchNorm2d(C, affine=affine))
@@ -67,17 +76,8 @@ class MBConv(nn.Module):
                  affine: bool = True):
         super().__init__()
         hidden = C * expand
-        self.expand = nn.Sequential(
-            nn.Conv2d(C, hidden, 1, bias=False),
-            nn.BatchNorm2d(hidden, affine=affine),
-            nn.SiLU(inplace=False),
-        )
-        self.depthwise = nn.Sequential(
-            nn.Conv2d(hidden, hidden, kernel_size, stride=stride, padding=kernel_size // 2, groups=hidden,
-                      bias=False),
-            nn.BatchNorm2d(hidden, affine=affine),
-            nn.SiLU(inplace=False),
-        )
+        self.expand = _conv_bn_silu(C, hidden, 1, 1, 1, affine)
+        self.depthwise = _conv_bn_silu(hidden, hidden, kernel_size, stride, hidden, affine)
         self.se = _se_or_identity(se, hidden, C)
         self.project = _projection(hidden, C, affine)
         self.residual = stride == 1
@@ -97,11 +97,7 @@ class FusedMBConv(nn.Module):
                  affine: bool = True):
         super().__init__()
         hidden = C * expand
-        self.conv = nn.Sequential(
-            nn.Conv2d(C, hidden, kernel_size, stride=stride, padding=kernel_size // 2, bias=False),
-            nn.BatchNorm2d(hidden, affine=affine),
-            nn.SiLU(inplace=False),
-        )
+        self.conv = _conv_bn_silu(C, hidden, kernel_size, stride, 1, affine)
         self.se = _se_or_identity(se, hidden, C)
         self.project = _projection(hidden, C, affine)
         self.residual = stride == 1
