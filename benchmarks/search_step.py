@@ -29,8 +29,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 YARDSTICK_DIR = Path(__file__).resolve().parents[2] / "shared" / "yardstick"
 # Our modes: the default (channels-last, shared ReLU, no `none` work, no network copy), activation recompute
 # of cells or of mixed ops (the memory-saving modes), and PC-DARTS partial channels (K=4).
-OURS = {"ours": {}, "ours-cells": {"recompute": "cells"}, "ours-edges": {"recompute": "edges"},
-        "ours-all": {"recompute": "all"}, "ours-pc4": {"partial_channels": 4},
+OURS = {"ours": {"recompute": "ops"}, "ours-off": {"recompute": "off"}, "ours-cells": {"recompute": "cells"},
+        "ours-edges": {"recompute": "edges"}, "ours-all": {"recompute": "all"},
+        "ours-pc4": {"recompute": "ops", "partial_channels": 4},
         # second order with the exact hypergradient (double backward) instead of the finite difference
         "ours-exact": {"hessian": "exact"}, "ours-edges-exact": {"recompute": "edges", "hessian": "exact"}}
 SECOND_ORDER_ONLY = {name for name, mode in OURS.items() if "hessian" in mode}

@@ -20,7 +20,8 @@ def one_epoch(tmp_path, name, **extra):
 
 @pytest.mark.parametrize("mode", [dict(channels_last=True), dict(recompute="cells"),
                                   dict(recompute="edges", channels_last=True), dict(recompute="all"),
-                                  dict(partial=2, recompute="edges")])
+                                  dict(partial=2, recompute="edges"), dict(recompute="ops"),
+                                  dict(recompute="ops", channels_last=True), dict(partial=2, recompute="ops")])
 @pytest.mark.parametrize("hessian", ["finite-difference", "exact"])
 def test_layout_and_recompute_give_the_same_gradients(mode, hessian):
     """float64, the supernet and the second-order Architect (both Hessian modes): weight gradients and

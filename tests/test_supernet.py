@@ -136,7 +136,7 @@ def test_darts_primitives_keep_channels_and_divide_size(name, stride):
     assert y.shape == (2, 6, 8 // stride, 8 // stride)
 
 
-@pytest.mark.parametrize("mode", ["cells", "edges", "all"])
+@pytest.mark.parametrize("mode", ["ops", "cells", "edges", "all"])
 def test_recompute_gives_the_same_gradients_and_bn_statistics(mode):
     torch.manual_seed(0)
     space = SearchSpace(primitives=tuple(DARTS_PRIMITIVES), nodes=2, multiplier=2)

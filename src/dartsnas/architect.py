@@ -25,6 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from .lean import plain_autograd
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 HESSIAN_MODES = ("finite-difference", "exact")
 
@@ -114,7 +116,10 @@ class Architect:
         net = self.network
         alphas = list(net.alphas())
         if self.order == 1:
-            loss = self._loss(val_batch, {})
+            # the weights enter detached: only the alpha gradient is wanted, and autograd functions that decide
+            # by requires_grad (the lean ops) would otherwise compute the weight gradients as well
+            weights = list(net.weights())
+            loss = self._loss(val_batch, {n: w.detach() for n, w in zip(self._weight_names(weights), weights)})
             grads = torch.autograd.grad(loss, alphas, allow_unused=True)  # a net of only reduction cells
             grads = [torch.zeros_like(a) if g is None else g.detach() for a, g in zip(alphas, grads)]
             return self.grad_reducer(grads), loss.detach()
@@ -168,6 +173,10 @@ class Architect:
         return result, val_loss.detach()
 
     def _exact(self, train_batch, val_batch, weights, weight_names, alphas, hyper):
+        with plain_autograd():  # a double backward: the modules' own autograd, not the lean functions
+            return self._exact_inner(train_batch, val_batch, weights, weight_names, alphas, hyper)
+
+    def _exact_inner(self, train_batch, val_batch, weights, weight_names, alphas, hyper):
         # The graph of grad_w L_train is kept so that the alpha gradient flows through the virtual step.
         g_train = torch.autograd.grad(self._loss(train_batch, {}), weights, create_graph=True, allow_unused=True)
         g_train = self.graph_reducer([torch.zeros_like(w) if g is None else g for w, g in zip(weights, g_train)])

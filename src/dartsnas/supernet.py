@@ -18,11 +18,12 @@ from torch.utils.checkpoint import checkpoint
 
 from .errors import ConfigError
 from .genotype import Genotype
+from .lean import lean_allowed, lean_forward
 from .ops import FactorizedReduce, ReLUConvBN, build_op
 from .space import SearchSpace
 
 
-RECOMPUTE_MODES = ("off", "cells", "edges", "all")
+RECOMPUTE_MODES = ("off", "ops", "cells", "edges", "all")
 ALPHA_MODES = ("shared", "per-cell")
 GATE_MODES = ("softmax", "sigmoid")
 
@@ -65,6 +66,63 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return out.contiguous(memory_format=fmt)
 
 
+def _flat(t: torch.Tensor) -> torch.Tensor | None:
+    """A flat view of ``t`` in its memory order (contiguous or channels-last), or None."""
+    if t.is_contiguous():
+        return t.view(-1)
+    if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1).reshape(-1)  # a view: channels-last is NHWC in memory
+    return None
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``(a * b).sum()`` without the product tensor when both share a memory order (as a ``dtype`` scalar)."""
+    if a.dtype == b.dtype == dtype and a.device.type == "cpu":
+        fa, fb = _flat(a), _flat(b)
+        if fa is not None and fb is not None and a.stride() == b.stride():
+            return torch.dot(fa, fb)
+    return (a * b).sum(dtype=dtype)
+
+
+class _WeightedSum(torch.autograd.Function):
+    """``sum_k weights[indices[k]] * outs[k]``, in place into one buffer (one pass per term instead of a product
+    and a sum), with the gradient of each weight a dot product. Differentiable twice (the exact hypergradient)."""
+
+    @staticmethod
+    def forward(ctx, weights: torch.Tensor, indices: tuple[int, ...], *outs: torch.Tensor) -> torch.Tensor:
+        ctx.indices = indices
+        ctx.save_for_backward(weights, *outs)
+        out = torch.mul(outs[0], weights[indices[0]])
+        for k, o in zip(indices[1:], outs[1:]):
+            out.addcmul_(o, weights[k])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        weights, *outs = ctx.saved_tensors
+        grad_w = None
+        if ctx.needs_input_grad[0]:
+            dots = torch.stack([_dot(grad, o, weights.dtype) for o in outs])
+            grad_w = torch.zeros_like(weights).index_put((torch.tensor(ctx.indices, device=weights.device),),
+                                                         dots)
+        grad_outs = [grad * weights[k] if ctx.needs_input_grad[2 + i] else None
+                     for i, k in enumerate(ctx.indices)]
+        return (grad_w, None, *grad_outs)
+
+
+def weighted_sum(weights: torch.Tensor, indices: Sequence[int], outs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``sum_k weights[indices[k]] * outs[k]`` (the mixed op's Eq. 2), fused; plain tensor maths when a term
+    broadcasts or the terms differ in dtype."""
+    shape, dtype = outs[0].shape, outs[0].dtype
+    if all(o.shape == shape and o.dtype == dtype for o in outs):
+        return _WeightedSum.apply(weights, tuple(indices), *outs)
+    out = None
+    for k, o in zip(indices, outs):
+        term = weights[k] * o
+        out = term if out is None else out + term
+    return out
+
+
 class MixedOp(nn.Module):
     """One edge: ``sum_k w_k * op_k(x)`` over the candidate ops (Eq. 2 of the paper).
 
@@ -92,10 +150,12 @@ class MixedOp(nn.Module):
             self.relu_fed.append(_strip_leading_relu(op))
             self.ops.append(op)
         self.stride = stride
+        self.lean = False  # --recompute ops: the lean autograd functions of lean.py
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, relu_x: torch.Tensor | None = None) -> torch.Tensor:
+        """``relu_x``: ``relu(x)`` when the caller already has it (a cell shares it between a state's edges)."""
         if self.partial == 1:
-            return self._mix(x, weights)
+            return self._mix(x, weights, relu_x)
         # PC-DARTS: 1/K of the channels through the ops, the rest bypass (pooled when reducing), then a
         # channel shuffle so that other channels take part at the next edge
         C = x.shape[1] // self.partial
@@ -105,13 +165,16 @@ class MixedOp(nn.Module):
             rest = F.max_pool2d(rest, 2, 2, ceil_mode=True)  # ceil: odd sizes match the ops
         return channel_shuffle(torch.cat([mixed, rest], dim=1), self.partial)
 
-    def _mix(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        out = None
-        relu_x = F.relu(x) if any(self.relu_fed) else None
-        for k, op, fed in zip(self.indices, self.ops, self.relu_fed):
-            term = weights[k] * op(relu_x if fed else x)
-            out = term if out is None else out + term
-        return out
+    def _mix(self, x: torch.Tensor, weights: torch.Tensor, relu_x: torch.Tensor | None = None) -> torch.Tensor:
+        if relu_x is None and any(self.relu_fed):
+            relu_x = F.relu(x)
+        lean = self.lean and lean_allowed(x)
+        outs = []
+        for op, fed in zip(self.ops, self.relu_fed):
+            inp = relu_x if fed else x
+            out = lean_forward(op, inp) if lean else None
+            outs.append(op(inp) if out is None else out)
+        return weighted_sum(weights, self.indices, outs)
 
 
 class SearchCell(nn.Module):
@@ -140,6 +203,9 @@ class SearchCell(nn.Module):
                 edge_weights: torch.Tensor | None = None) -> torch.Tensor:
         """``weights``: softmax gates ``[edges, ops]``; ``edge_weights`` (PC-DARTS): one factor per edge."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
+        # lean mode: one relu(h) per state, shared by all its edges (plain autograd would keep one per edge)
+        share_relu = self.edges[0].lean and self.edges[0].partial == 1 and any(self.edges[0].relu_fed)
+        relus: list[torch.Tensor] = []
         offset = 0
         for _ in range(self.nodes):
             node = None
@@ -147,6 +213,10 @@ class SearchCell(nn.Module):
                 edge = self.edges[offset + j]
                 if self.recompute_edges and torch.is_grad_enabled():
                     term = recomputed(edge, h, weights[offset + j])
+                elif share_relu:
+                    if j == len(relus):
+                        relus.append(F.relu(h))
+                    term = edge(h, weights[offset + j], relus[j])
                 else:
                     term = edge(h, weights[offset + j])
                 if edge_weights is not None:
@@ -235,15 +305,19 @@ class SearchNetwork(nn.Module):
         return self
 
     def set_recompute(self, mode: str) -> "SearchNetwork":
-        """Activation checkpointing: ``off`` keeps every activation (fastest); ``cells`` keeps only each cell's
-        inputs and recomputes one cell at a time in the backward pass; ``edges`` keeps each mixed op's input
-        and output and recomputes its inside; ``all`` does both (least memory: the ops run three times).
-        The gradients are the same."""
+        """Activation checkpointing: ``off`` keeps every activation; ``ops`` runs the DARTS ops through the lean
+        autograd functions of ``lean.py`` (each op keeps its output and the input of each separable block, and
+        recomputes depthwise convolutions, ReLUs and max-pool indices); ``cells`` keeps only each cell's inputs
+        and recomputes one cell at a time in the backward pass; ``edges`` keeps each mixed op's input and output
+        and recomputes its inside; ``all`` does both (least memory: the ops run three times). The gradients are
+        the same."""
         if mode not in RECOMPUTE_MODES:
             raise ConfigError(f"recompute must be one of {', '.join(RECOMPUTE_MODES)}, got {mode!r}")
         self.recompute = mode
         for cell in self.cells:
             cell.recompute_edges = mode in ("edges", "all")
+            for edge in cell.edges:
+                edge.lean = mode == "ops"
         return self
 
     # -- parameter sets --------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import register_op
+from .depthwise import DepthwiseConv2d
 
 DARTS_PRIMITIVES: tuple[str, ...] = (
     "none",
@@ -43,8 +44,7 @@ class DilConv(nn.Sequential):
                  affine: bool = True):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(C_in, C_in, kernel_size, stride=stride, padding=padding, dilation=dilation, groups=C_in,
-                      bias=False),
+            DepthwiseConv2d(C_in, kernel_size, stride=stride, padding=padding, dilation=dilation),
             nn.Conv2d(C_in, C_out, 1, bias=False),
             nn.BatchNorm2d(C_out, affine=affine),
         )

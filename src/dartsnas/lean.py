@@ -1,0 +1,278 @@
+"""Lean autograd for the DARTS ops in the supernet (``--recompute ops``): the same numbers, a third of the memory.
+
+Plain autograd keeps every intermediate tensor of every candidate op on every edge: a separable convolution
+alone keeps six activations (the input of each convolution and of each BN, the ReLU output). Here the ops of
+the search network run as small autograd functions that keep only
+
+- the input of each depthwise-separable block (shared: every conv op of an edge starts from one ``relu(x)``)
+  and its BN output, which is also what the mixed op's weighted sum keeps for the alpha gradient;
+- for the pooling ops, their BN output (the pooling input is the edge input, kept anyway).
+
+In the backward pass they recompute what is cheap to recompute: the depthwise convolution (a fraction of the
+block's time), a ReLU, max-pool indices. BN's backward is taken from its output (with affine-free BN,
+``x_hat`` *is* the output), so the pointwise convolution's output is never kept. Running statistics are updated
+exactly as ``nn.BatchNorm2d`` does.
+
+The functions are differentiable once. The Architect's exact second order (a double backward) runs the
+forward under ``plain_autograd()``, which falls back to the modules' own autograd.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from .ops.darts import DilConv, SepConv
+from .ops.depthwise import DepthwiseConv2d
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def plain_autograd() -> Iterator[None]:
+    """Within this block the supernet uses the modules' own autograd (differentiable twice)."""
+    depth = getattr(_state, "plain", 0)
+    _state.plain = depth + 1
+    try:
+        yield
+    finally:
+        _state.plain = depth
+
+
+def lean_allowed(x: torch.Tensor) -> bool:
+    """Lean functions apply: gradients recorded, not under ``plain_autograd`` or autocast."""
+    return (torch.is_grad_enabled() and not getattr(_state, "plain", 0)
+            and not torch.is_autocast_enabled(x.device.type))
+
+
+# -- BatchNorm without affine parameters, from its output ------------------------------------------------------
+def _bn_plain(bn: nn.BatchNorm2d) -> bool:
+    return (isinstance(bn, nn.BatchNorm2d) and not bn.affine and bn.track_running_stats and bn.training
+            and bn.running_mean is not None)
+
+
+def _bn_args(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+    """Running buffers, momentum and eps exactly as ``nn.BatchNorm2d.forward`` uses them (counter included)."""
+    bn.num_batches_tracked.add_(1)
+    factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    return bn.running_mean, bn.running_var, factor, bn.eps
+
+
+def _bn_forward(z: torch.Tensor, rm, rv, factor: float, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    out, _, invstd = torch.native_batch_norm(z, None, None, rm, rv, True, factor, eps)
+    return out, invstd
+
+
+def _bn_backward(grad: torch.Tensor, out: torch.Tensor, invstd: torch.Tensor, eps: float) -> torch.Tensor:
+    """d loss / d input of an affine-free training BN, from its output: ``invstd * (g - mean g - y mean(g y))``.
+    One fused kernel: the output stands for the input with mean 0 and invstd 1, and the real invstd enters as
+    the affine weight."""
+    zeros, ones = torch.zeros_like(invstd), torch.ones_like(invstd)
+    return torch.ops.aten.native_batch_norm_backward(grad, out, invstd, None, None, zeros, ones, True, eps,
+                                                     [True, False, False])[0]
+
+
+# -- depthwise convolution, forward and backward ---------------------------------------------------------------
+def _dw_geometry(conv: DepthwiseConv2d) -> tuple[bool, int, int, int]:
+    """(subsample, stride, padding, dilation) of the convolution actually run (see ``ops/depthwise.py``)."""
+    if conv._subsample:
+        return True, 1, (conv.kernel_size[0] - 1) // 2, 1
+    return False, conv.stride[0], conv.padding[0], conv.dilation[0]
+
+
+def _dw_forward(h: torch.Tensor, w: torch.Tensor, geom) -> torch.Tensor:
+    subsample, s, p, d = geom
+    if subsample:
+        h = h[:, :, ::2, ::2]
+    return F.conv2d(h, w, None, s, p, d, w.shape[0])
+
+
+def _dw_backward(grad: torch.Tensor, h: torch.Tensor, w: torch.Tensor, geom, need_h: bool, need_w: bool):
+    subsample, s, p, d = geom
+    groups = w.shape[0]
+    inp = h[:, :, ::2, ::2] if subsample else h
+    grad_h = grad_w = None
+    if need_h and s == 1 and 2 * p == d * (w.shape[-1] - 1):  # same padding: correlation with the flip
+        grad_h = F.conv2d(grad, w.flip(-1, -2), None, 1, p, d, groups)
+        need_h = False
+    if need_h or need_w:
+        gi, gw, _ = torch.ops.aten.convolution_backward(grad, inp, w, None, [s, s], [p, p], [d, d], False, [0, 0],
+                                                        groups, [need_h, need_w, False])
+        grad_h = gi if need_h else grad_h
+        grad_w = gw
+    if grad_h is not None and subsample:
+        full = torch.zeros_like(h)
+        full[:, :, ::2, ::2] = grad_h
+        grad_h = full
+    return grad_h, grad_w
+
+
+class _Block(torch.autograd.Function):
+    """``BN(pointwise(depthwise(relu?(x))))``, affine-free training BN; keeps ``x`` and the output."""
+
+    @staticmethod
+    def forward(ctx, x, w_dw, w_pw, rm, rv, relu_first: bool, geom, factor: float, eps: float):
+        h = F.relu(x) if relu_first else x
+        a = _dw_forward(h, w_dw, geom)
+        out, invstd = _bn_forward(F.conv2d(a, w_pw), rm, rv, factor, eps)
+        ctx.save_for_backward(x, w_dw, w_pw, out, invstd)
+        ctx.relu_first, ctx.geom, ctx.eps = relu_first, geom, eps
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, w_dw, w_pw, out, invstd = ctx.saved_tensors
+        need_x, need_dw, need_pw = ctx.needs_input_grad[:3]
+        h = F.relu(x) if ctx.relu_first else x
+        a = _dw_forward(h, w_dw, ctx.geom)  # recomputed: cheaper than keeping it
+        gz = _bn_backward(grad.contiguous(memory_format=_format(out)), out, invstd, ctx.eps)
+        ga, g_pw, _ = torch.ops.aten.convolution_backward(gz, a, w_pw, None, [1, 1], [0, 0], [1, 1], False, [0, 0],
+                                                          1, [need_x or need_dw, need_pw, False])
+        del a, gz
+        gx = g_dw = None
+        if need_x or need_dw:
+            gx, g_dw = _dw_backward(ga, h, w_dw, ctx.geom, need_x, need_dw)
+            if need_x and ctx.relu_first:
+                gx = torch.ops.aten.threshold_backward(gx, x, 0)
+        return gx, g_dw, g_pw, None, None, None, None, None, None
+
+
+class _SepConv(torch.autograd.Function):
+    """Two blocks, ``block2(block1(x))``, the second with a leading ReLU (the DARTS separable convolution).
+    Keeps ``x``, the output and block 1's BN statistics: block 1's output is recomputed in the backward pass
+    (a depthwise and a pointwise convolution, then the normalisation with the kept statistics)."""
+
+    @staticmethod
+    def forward(ctx, x, dw1, pw1, dw2, pw2, rm1, rv1, rm2, rv2, geom1, geom2, f1: float, f2: float, eps1: float,
+                eps2: float):
+        z1 = F.conv2d(_dw_forward(x, dw1, geom1), pw1)
+        c1, mean1, invstd1 = torch.native_batch_norm(z1, None, None, rm1, rv1, True, f1, eps1)
+        del z1
+        out, invstd2 = _bn_forward(F.conv2d(_dw_forward(F.relu(c1), dw2, geom2), pw2), rm2, rv2, f2, eps2)
+        ctx.save_for_backward(x, dw1, pw1, dw2, pw2, mean1, invstd1, out, invstd2)
+        ctx.geoms, ctx.eps = (geom1, geom2), (eps1, eps2)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, dw1, pw1, dw2, pw2, mean1, invstd1, out, invstd2 = ctx.saved_tensors
+        (geom1, geom2), (eps1, eps2) = ctx.geoms, ctx.eps
+        need = ctx.needs_input_grad
+        a1 = _dw_forward(x, dw1, geom1)
+        c1 = (F.conv2d(a1, pw1) - mean1[:, None, None]) * invstd1[:, None, None]  # block 1 recomputed
+        d1 = F.relu(c1)
+        a2 = _dw_forward(d1, dw2, geom2)
+        gz2 = _bn_backward(grad.contiguous(memory_format=_format(out)), out, invstd2, eps2)
+        ga2, g_pw2, _ = torch.ops.aten.convolution_backward(gz2, a2, pw2, None, [1, 1], [0, 0], [1, 1], False,
+                                                            [0, 0], 1, [True, need[4], False])
+        del a2, gz2
+        gd1, g_dw2 = _dw_backward(ga2, d1, dw2, geom2, True, need[3])
+        del ga2, d1
+        gz1 = _bn_backward(torch.ops.aten.threshold_backward(gd1, c1, 0), c1, invstd1, eps1)
+        del gd1, c1
+        ga1, g_pw1, _ = torch.ops.aten.convolution_backward(gz1, a1, pw1, None, [1, 1], [0, 0], [1, 1], False,
+                                                            [0, 0], 1, [need[0] or need[1], need[2], False])
+        del a1, gz1
+        gx = g_dw1 = None
+        if need[0] or need[1]:
+            gx, g_dw1 = _dw_backward(ga1, x, dw1, geom1, need[0], need[1])
+        return (gx, g_dw1, g_pw1, g_dw2, g_pw2) + (None,) * 10
+
+
+class _PoolBN(torch.autograd.Function):
+    """``BN(pool3x3(x))`` (max, or average not counting padding), affine-free training BN; keeps the output."""
+
+    @staticmethod
+    def forward(ctx, x, rm, rv, is_max: bool, stride: int, factor: float, eps: float):
+        p = (F.max_pool2d(x, 3, stride, 1) if is_max
+             else F.avg_pool2d(x, 3, stride, 1, count_include_pad=False))
+        out, invstd = _bn_forward(p, rm, rv, factor, eps)
+        ctx.save_for_backward(x, out, invstd)
+        ctx.is_max, ctx.stride, ctx.eps = is_max, stride, eps
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, out, invstd = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return (None,) * 7
+        gp = _bn_backward(grad.contiguous(memory_format=_format(out)), out, invstd, ctx.eps)
+        s = ctx.stride
+        if ctx.is_max:
+            _, idx = F.max_pool2d_with_indices(x, 3, s, 1)  # recomputed: int64 indices would cost 2 activations
+            gx = torch.ops.aten.max_pool2d_with_indices_backward(gp, x, [3, 3], [s, s], [1, 1], [1, 1], False, idx)
+        else:
+            gx = torch.ops.aten.avg_pool2d_backward(gp, x, [3, 3], [s, s], [1, 1], False, False, None)
+        return gx, None, None, None, None, None, None
+
+
+def _format(t: torch.Tensor) -> torch.memory_format:
+    return (torch.channels_last if t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+            and not t.is_contiguous() else torch.contiguous_format)
+
+
+# -- matching the modules ----------------------------------------------------------------------------------------
+def _block_parts(seq: nn.Module):
+    """(relu_first, depthwise, pointwise, bn) of a ReLU-depthwise-pointwise-BN block (DilConv), else None."""
+    if not isinstance(seq, nn.Sequential) or len(seq) != 4:
+        return None
+    first, dw, pw, bn = seq
+    if not isinstance(first, (nn.ReLU, nn.Identity)) or type(dw) is not DepthwiseConv2d or dw.bias is not None:
+        return None
+    if (type(pw) is not nn.Conv2d or pw.kernel_size != (1, 1) or pw.stride != (1, 1) or pw.padding != (0, 0)
+            or pw.groups != 1 or pw.bias is not None or not _bn_plain(bn)):
+        return None
+    return isinstance(first, nn.ReLU), dw, pw, bn
+
+
+def _run_block(parts, x: torch.Tensor) -> torch.Tensor:
+    relu_first, dw, pw, bn = parts
+    rm, rv, factor, eps = _bn_args(bn)
+    return _Block.apply(x, dw.weight, pw.weight, rm, rv, relu_first, _dw_geometry(dw), factor, eps)
+
+
+def lean_forward(op: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """``op(x)`` through the lean functions when ``op`` is one of the DARTS search ops they cover (separable or
+    dilated conv, pooling followed by BN), else None (the caller runs ``op`` itself)."""
+    if isinstance(op, DilConv):
+        parts = _block_parts(op)
+        return None if parts is None else _run_block(parts, x)
+    if isinstance(op, SepConv) and len(op) == 2:
+        first, second = _block_parts(op[0]), _block_parts(op[1])
+        if first is None or second is None or not second[0]:
+            return None
+        if first[0]:  # a leading ReLU the caller has not applied (the supernet strips it)
+            x = F.relu(x)
+        rm1, rv1, f1, eps1 = _bn_args(first[3])
+        rm2, rv2, f2, eps2 = _bn_args(second[3])
+        return _SepConv.apply(x, first[1].weight, first[2].weight, second[1].weight, second[2].weight,
+                              rm1, rv1, rm2, rv2, _dw_geometry(first[1]), _dw_geometry(second[1]),
+                              f1, f2, eps1, eps2)
+    if isinstance(op, nn.Sequential) and len(op) == 2 and isinstance(op[0], (nn.MaxPool2d, nn.AvgPool2d)):
+        pool, bn = op
+        if not _bn_plain(bn) or not _standard_pool(pool):
+            return None
+        rm, rv, factor, eps = _bn_args(bn)
+        return _PoolBN.apply(x, rm, rv, isinstance(pool, nn.MaxPool2d), _int(pool.stride), factor, eps)
+    return None
+
+
+def _int(v) -> int:
+    return v if isinstance(v, int) else v[0]
+
+
+def _standard_pool(pool: nn.Module) -> bool:
+    """A 3x3, padding-1 pooling as the DARTS ops build it (average: padding not counted)."""
+    if _int(pool.kernel_size) != 3 or _int(pool.padding) != 1 or getattr(pool, "ceil_mode", False):
+        return False
+    if isinstance(pool, nn.MaxPool2d):
+        return _int(pool.dilation) == 1 and not pool.return_indices
+    return not pool.count_include_pad and pool.divisor_override is None

@@ -1,0 +1,121 @@
+"""The lean autograd of the DARTS ops (``--recompute ops``) and the faster depthwise convolution: the same
+numbers as plain autograd, less kept for the backward pass."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dartsnas.lean import lean_forward, plain_autograd
+from dartsnas.ops import OPS
+from dartsnas.ops.depthwise import DepthwiseConv2d
+from dartsnas.space import SearchSpace
+from dartsnas.supernet import SearchNetwork
+
+
+@pytest.mark.parametrize("k,stride,dilation", [(3, 1, 1), (5, 1, 1), (3, 1, 2), (5, 1, 2), (3, 2, 1), (5, 2, 1),
+                                               (3, 2, 2), (5, 2, 2)])
+@pytest.mark.parametrize("size", [8, 7])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_depthwise_conv_equals_nn_conv2d_twice_differentiated(k, stride, dilation, size, fmt):
+    """Forward, gradients and the double backward (the exact hypergradient needs it) equal ``nn.Conv2d``'s,
+    in float64, odd and even sizes, both memory formats."""
+    torch.manual_seed(0)
+    pad = dilation * (k - 1) // 2
+    ours = DepthwiseConv2d(4, k, stride, pad, dilation).double()
+    ref = nn.Conv2d(4, 4, k, stride, pad, dilation, groups=4, bias=False).double()
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 4, size, size, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+    y_ours, y_ref = ours(x), ref(x)
+    assert torch.allclose(y_ours, y_ref, rtol=0, atol=1e-13)
+    g = torch.randn_like(y_ref)
+    first = [torch.autograd.grad(y, (x, m.weight), g, create_graph=True) for y, m in ((y_ours, ours), (y_ref, ref))]
+    for a, b in zip(*first):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
+    second = [torch.autograd.grad(sum((t ** 2).sum() for t in grads), (x, m.weight))
+              for grads, m in zip(first, (ours, ref))]
+    for a, b in zip(*second):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-11)
+
+
+def _grads(module, x):
+    out = module(x)
+    g = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+    return out, torch.autograd.grad(out, (x, *module.parameters()), g)
+
+
+@pytest.mark.parametrize("name", ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3",
+                                  "avg_pool_3x3"])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_lean_op_equals_the_module(name, stride):
+    """Output, input and weight gradients, and BN running statistics (and their counter) equal the module's."""
+    torch.manual_seed(1)
+    op = OPS[name](6, stride, False)
+    if "pool" in name:
+        op = nn.Sequential(op, nn.BatchNorm2d(6, affine=False))
+    op = op.double()
+    twin = copy.deepcopy(op)
+    x = torch.randn(4, 6, 9, 9, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+
+    class Lean(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, t):
+            out = lean_forward(self.inner, t)
+            assert out is not None, "the lean path must cover this op"
+            return out
+
+    out_ref, grads_ref = _grads(op, x)
+    out_lean, grads_lean = _grads(Lean(twin), x)
+    assert torch.allclose(out_lean, out_ref, rtol=0, atol=1e-12)
+    for a, b in zip(grads_lean, grads_ref):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    for (n, a), b in zip(op.named_buffers(), twin.buffers()):
+        assert torch.allclose(a.double(), b.double(), rtol=0, atol=1e-14), n
+
+
+def test_lean_forward_leaves_other_ops_to_their_modules():
+    assert lean_forward(OPS["skip_connect"](4, 2, False), torch.randn(2, 4, 8, 8)) is None
+    assert lean_forward(OPS["sep_conv_3x3"](4, 1, True).train(), torch.randn(2, 4, 8, 8)) is None  # affine BN
+    assert lean_forward(nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.BatchNorm2d(4)), torch.randn(2, 4, 8, 8)) is None
+
+
+def _saved_bytes(net, x, y):
+    seen = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        F.cross_entropy(net(x), y)
+    return sum(seen.values())
+
+
+def test_ops_mode_keeps_well_under_half_of_plain_autograd():
+    """What the backward pass keeps, measured by autograd's saved-tensor hooks on the paper's cell."""
+    torch.manual_seed(0)
+    plain = SearchNetwork(SearchSpace(), C=8, layers=3)
+    lean = copy.deepcopy(plain).set_recompute("ops")
+    x, y = torch.randn(16, 3, 16, 16), torch.randint(0, 10, (16,))
+    assert _saved_bytes(lean, x, y) < 0.4 * _saved_bytes(plain, x, y)
+
+
+def test_plain_autograd_gives_the_double_backward_of_plain_modules():
+    """Under ``plain_autograd()`` an ops-mode network differentiates twice exactly as an ``off`` one."""
+    torch.manual_seed(0)
+    space = SearchSpace(nodes=2, multiplier=2)
+    nets = [SearchNetwork(space, C=4, layers=3, stem_multiplier=1, recompute=m).double() for m in ("off", "ops")]
+    nets[1].load_state_dict(nets[0].state_dict())
+    x, y = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (4,))
+    results = []
+    for net in nets:
+        with plain_autograd():
+            g = torch.autograd.grad(F.cross_entropy(net(x), y), net.weights(), create_graph=True)
+            results.append(torch.autograd.grad(sum((t ** 2).sum() for t in g), net.alphas()))
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-14)
