@@ -164,6 +164,10 @@ def _build(impl: str, args: argparse.Namespace, order: int, device):
             w_opt.step()
     else:
         from dartsnas import Architect, SearchNetwork, SearchSpace
+        from dartsnas.engine.common import tune_malloc
+
+        if device.type == "cpu":
+            tune_malloc()  # as dartsnas search does on the CPU
 
         space = SearchSpace(nodes=args.nodes, multiplier=args.nodes)
         mode = dict(OURS[impl])
@@ -274,11 +278,14 @@ def run_train_worker(args: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from dartsnas.engine.common import tune_malloc
     from dartsnas.genotype import load_genotype
     from dartsnas.network import EvalNetwork
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cpu":
+        tune_malloc()  # as dartsnas train does on the CPU
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     fmt = torch.channels_last if args.impl[0] == "channels-last" else torch.contiguous_format
     C, layers = (8, 5) if args.quick else (36, 20)

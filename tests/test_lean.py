@@ -119,3 +119,29 @@ def test_plain_autograd_gives_the_double_backward_of_plain_modules():
             results.append(torch.autograd.grad(sum((t ** 2).sum() for t in g), net.alphas()))
     for a, b in zip(*results):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("mode", ["ops", "edges"])
+def test_first_order_hypergradient_and_weight_step_match_plain_autograd(mode):
+    """The first-order alpha step (an alpha-only backward: the lean functions skip weight gradients and their
+    recomputation) and a weight step give plain autograd's numbers, BN statistics included."""
+    from dartsnas import Architect
+
+    torch.manual_seed(2)
+    space = SearchSpace(nodes=2, multiplier=2)
+    nets = [SearchNetwork(space, C=4, layers=3, stem_multiplier=1, recompute=m).double() for m in ("off", mode)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    x, y = torch.randn(6, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (6,))
+    out = []
+    for net in nets:
+        hyper = Architect(net, order=1).hypergradient((x, y), (x, y))
+        for a in net.alphas():
+            a.requires_grad_(False)
+        F.cross_entropy(net(x), y).backward()
+        out.append((hyper, [p.grad for p in net.weights()], list(net.buffers())))
+    for a, b in zip(out[0][0], out[1][0]):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-14)
+    for a, b in zip(out[0][1], out[1][1]):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-14)
+    for a, b in zip(out[0][2], out[1][2]):
+        assert torch.allclose(a.double(), b.double(), rtol=0, atol=1e-14)

@@ -112,6 +112,15 @@ def _dw_backward(grad: torch.Tensor, h: torch.Tensor, w: torch.Tensor, geom, nee
     return grad_h, grad_w
 
 
+def _pw_backward(grad: torch.Tensor, a: torch.Tensor | None, w: torch.Tensor, need_a: bool, need_w: bool):
+    """Gradients of a 1x1 convolution ``conv2d(a, w)``; ``a`` (its input) is needed only for ``w``'s."""
+    if not need_w:  # the input gradient alone is the convolution with the transposed weight
+        return (F.conv2d(grad, w.transpose(0, 1)) if need_a else None), None
+    ga, gw, _ = torch.ops.aten.convolution_backward(grad, a, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+                                                    [need_a, True, False])
+    return ga, gw
+
+
 class _Block(torch.autograd.Function):
     """``BN(pointwise(depthwise(relu?(x))))``, affine-free training BN; keeps ``x`` and the output."""
 
@@ -129,11 +138,11 @@ class _Block(torch.autograd.Function):
     def backward(ctx, grad):
         x, w_dw, w_pw, out, invstd = ctx.saved_tensors
         need_x, need_dw, need_pw = ctx.needs_input_grad[:3]
-        h = F.relu(x) if ctx.relu_first else x
-        a = _dw_forward(h, w_dw, ctx.geom)  # recomputed: cheaper than keeping it
+        # recomputed, and only when a weight gradient needs them (an alpha-only backward does not)
+        h = F.relu(x) if ctx.relu_first and need_dw else x
+        a = _dw_forward(h, w_dw, ctx.geom) if need_pw else None
         gz = _bn_backward(grad.contiguous(memory_format=_format(out)), out, invstd, ctx.eps)
-        ga, g_pw, _ = torch.ops.aten.convolution_backward(gz, a, w_pw, None, [1, 1], [0, 0], [1, 1], False, [0, 0],
-                                                          1, [need_x or need_dw, need_pw, False])
+        ga, g_pw = _pw_backward(gz, a, w_pw, need_x or need_dw, need_pw)
         del a, gz
         gx = g_dw = None
         if need_x or need_dw:
@@ -167,18 +176,17 @@ class _SepConv(torch.autograd.Function):
         need = ctx.needs_input_grad
         a1 = _dw_forward(x, dw1, geom1)
         c1 = (F.conv2d(a1, pw1) - mean1[:, None, None]) * invstd1[:, None, None]  # block 1 recomputed
-        d1 = F.relu(c1)
-        a2 = _dw_forward(d1, dw2, geom2)
+        # the second depthwise input and output only when a weight gradient needs them
+        d1 = F.relu(c1) if need[3] or need[4] else c1
+        a2 = _dw_forward(d1, dw2, geom2) if need[4] else None
         gz2 = _bn_backward(grad.contiguous(memory_format=_format(out)), out, invstd2, eps2)
-        ga2, g_pw2, _ = torch.ops.aten.convolution_backward(gz2, a2, pw2, None, [1, 1], [0, 0], [1, 1], False,
-                                                            [0, 0], 1, [True, need[4], False])
+        ga2, g_pw2 = _pw_backward(gz2, a2, pw2, True, need[4])
         del a2, gz2
         gd1, g_dw2 = _dw_backward(ga2, d1, dw2, geom2, True, need[3])
         del ga2, d1
         gz1 = _bn_backward(torch.ops.aten.threshold_backward(gd1, c1, 0), c1, invstd1, eps1)
         del gd1, c1
-        ga1, g_pw1, _ = torch.ops.aten.convolution_backward(gz1, a1, pw1, None, [1, 1], [0, 0], [1, 1], False,
-                                                            [0, 0], 1, [need[0] or need[1], need[2], False])
+        ga1, g_pw1 = _pw_backward(gz1, a1, pw1, need[0] or need[1], need[2])
         del a1, gz1
         gx = g_dw1 = None
         if need[0] or need[1]:

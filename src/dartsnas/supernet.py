@@ -305,19 +305,19 @@ class SearchNetwork(nn.Module):
         return self
 
     def set_recompute(self, mode: str) -> "SearchNetwork":
-        """Activation checkpointing: ``off`` keeps every activation; ``ops`` runs the DARTS ops through the lean
-        autograd functions of ``lean.py`` (each op keeps its output and the input of each separable block, and
-        recomputes depthwise convolutions, ReLUs and max-pool indices); ``cells`` keeps only each cell's inputs
-        and recomputes one cell at a time in the backward pass; ``edges`` keeps each mixed op's input and output
-        and recomputes its inside; ``all`` does both (least memory: the ops run three times). The gradients are
-        the same."""
+        """Memory saving: ``off`` keeps every activation (plain autograd); ``ops`` runs the DARTS ops through the
+        lean autograd functions of ``lean.py`` (each op keeps its output and the input of each separable block,
+        and recomputes depthwise convolutions, ReLUs and max-pool indices). Activation checkpointing on top of
+        ``ops``: ``cells`` keeps only each cell's inputs and recomputes one cell at a time in the backward pass;
+        ``edges`` keeps each mixed op's input and output and recomputes its inside; ``all`` does both (least
+        memory: the ops run three times). The gradients are the same."""
         if mode not in RECOMPUTE_MODES:
             raise ConfigError(f"recompute must be one of {', '.join(RECOMPUTE_MODES)}, got {mode!r}")
         self.recompute = mode
         for cell in self.cells:
             cell.recompute_edges = mode in ("edges", "all")
             for edge in cell.edges:
-                edge.lean = mode == "ops"
+                edge.lean = mode != "off"  # checkpointed modes recompute through the lean functions too
         return self
 
     # -- parameter sets --------------------------------------------------------------------------------------

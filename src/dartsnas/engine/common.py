@@ -31,6 +31,35 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+_MALLOC_TUNED = False
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory for reuse in glibc's allocator (Linux only; once per process).
+
+    A CPU step allocates and frees thousands of activation buffers of a few MiB. By default glibc serves each
+    from a fresh ``mmap`` (or gives trimmed heap back to the system), so every buffer is page-faulted and zeroed
+    by the kernel again: measured 7% of a search step on 2 cores. Buffers up to 32 MiB now come from the heap
+    and freed heap is not returned early; peak memory is unchanged (the same buffers are live at the peak).
+    Returns whether the allocator was tuned; ``DARTSNAS_NO_MALLOC_TUNING=1`` turns it off."""
+    global _MALLOC_TUNED
+    import os
+
+    if _MALLOC_TUNED or os.environ.get("DARTSNAS_NO_MALLOC_TUNING") or not sys.platform.startswith("linux"):
+        return _MALLOC_TUNED
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1
+        ok = libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1) == 1 and ok
+    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
+        return False
+    _MALLOC_TUNED = ok
+    return ok
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -31,7 +31,7 @@ from ..supernet import SearchNetwork
 from .distributed import SINGLE, Dist, ReadOnlyRun, local_state, per_rank_state
 from .common import (Average, GracefulStop, NonFiniteLoss, StopRequested, autocast, configure_determinism,
                      guard_resources, is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state,
-                     skip_and_restore, step_flags)
+                     skip_and_restore, step_flags, tune_malloc)
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ class Search:
         self.rule, self.threshold = derivation(cfg, self.space)
         self.device = resolve_device(device or cfg.device)
         configure_determinism(cfg.deterministic)
+        if self.device.type == "cpu":
+            tune_malloc()
         seed_everything(cfg.seed)
         self.train_loader, self.val_loader, self.info = build_search_loaders(
             cfg.dataset, cfg.data, batch_size=cfg.batch_size, train_portion=cfg.train_portion, seed=cfg.seed,

@@ -26,7 +26,7 @@ from ..profile import count_macs, count_parameters
 from ..runs import RunDir
 from .common import (Average, GracefulStop, NonFiniteLoss, StopRequested, autocast, configure_determinism,
                      guard_resources, is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state,
-                     skip_and_restore, step_flags)
+                     skip_and_restore, step_flags, tune_malloc)
 from .distributed import SINGLE, Dist, ReadOnlyRun, local_state, per_rank_state
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ class Trainer:
         self.hooks = list(hooks)
         self.device = resolve_device(device or cfg.device)
         configure_determinism(cfg.deterministic)
+        if self.device.type == "cpu":
+            tune_malloc()
         seed_everything(cfg.seed)
         info = dataset_info(cfg.dataset, cfg.data)
         cutout = info.cutout_length if cfg.cutout is None else cfg.cutout
