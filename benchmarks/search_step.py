@@ -404,21 +404,23 @@ def markdown(report: dict) -> str:
              f"torch {m['torch']}, {m['device']}. Median of {report['config']['iters']} iterations after "
              f"{report['config']['warmup']} warm-up(s); C={report['config']['init_channels']}, "
              f"{report['config']['layers']} layers, {report['config']['nodes']} nodes, 3x32x32 inputs.", "",
-             "| mode | order | batch | s / iteration | speed-up | peak memory (MiB) | memory growth ratio |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| mode | order | batch | s / iteration | speed-up | weight step alone (s) | peak memory (MiB) "
+             "| memory growth ratio |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     ratios = {(q["impl"], q["order"], q["batch"]): q for q in report["ratios"]}
     for r in report["results"]:
         if "order" not in r:
             continue
         if "error" in r:
-            lines.append(f"| {r['impl']} | {r['order']} | {r['batch']} | error: {r['error']} | | | |")
+            lines.append(f"| {r['impl']} | {r['order']} | {r['batch']} | error: {r['error']} | | | | |")
             continue
         q = ratios.get((r["impl"], r["order"], r["batch"]), {})
         peak = r["peak_cuda_mib"] if cuda else r["peak_rss_mib"]
         speed = "1 (reference)" if r["impl"] == "yardstick" else _fmt(q.get("speedup_vs_yardstick"), ".2f")
         memr = "1 (reference)" if r["impl"] == "yardstick" else _fmt(q.get("memory_ratio_vs_yardstick"), ".2f")
-        lines.append(f"| {r['impl']} | {r['order']} | {r['batch']} | {r['median_s']:.2f} | {speed} | {peak:.0f} "
-                     f"| {memr} |")
+        weight = _fmt(r.get("weight_step_median_s"), ".2f")
+        lines.append(f"| {r['impl']} | {r['order']} | {r['batch']} | {r['median_s']:.2f} | {speed} | {weight} "
+                     f"| {peak:.0f} | {memr} |")
     train = [r for r in report["results"] if r.get("mode") == "train"]
     if train:
         lines += ["", "| training (DARTS_V2) | batch | s / step | images / s | peak memory (MiB) |",
