@@ -105,6 +105,14 @@ def test_ops_mode_keeps_well_under_half_of_plain_autograd():
     assert _saved_bytes(lean, x, y) < 0.4 * _saved_bytes(plain, x, y)
 
 
+def test_a_double_backward_through_the_lean_functions_is_a_clear_error():
+    torch.manual_seed(0)
+    net = SearchNetwork(SearchSpace(nodes=2, multiplier=2), C=4, layers=3, stem_multiplier=1, recompute="ops")
+    x, y = torch.randn(4, 3, 8, 8), torch.randint(0, 10, (4,))
+    with pytest.raises(RuntimeError, match="plain_autograd"):
+        torch.autograd.grad(F.cross_entropy(net(x), y), net.weights(), create_graph=True)
+
+
 def test_plain_autograd_gives_the_double_backward_of_plain_modules():
     """Under ``plain_autograd()`` an ops-mode network differentiates twice exactly as an ``off`` one."""
     torch.manual_seed(0)

@@ -25,7 +25,7 @@ from typing import Iterator
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
+import functools
 
 from .ops.darts import DilConv, SepConv
 from .ops.depthwise import DepthwiseConv2d
@@ -42,6 +42,20 @@ def plain_autograd() -> Iterator[None]:
         yield
     finally:
         _state.plain = depth
+
+
+def _once(backward):
+    """A backward that is not itself differentiable: a double backward through it (``create_graph=True``) is
+    an error that says what to do, never a silently wrong second derivative."""
+
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        if torch.is_grad_enabled():
+            raise RuntimeError("the lean DARTS ops (--recompute ops) are differentiable once; run the forward "
+                               "inside dartsnas.lean.plain_autograd() to differentiate twice")
+        return backward(ctx, *grads)
+
+    return wrapper
 
 
 def lean_allowed(x: torch.Tensor) -> bool:
@@ -134,7 +148,7 @@ class _Block(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @_once
     def backward(ctx, grad):
         x, w_dw, w_pw, out, invstd = ctx.saved_tensors
         need_x, need_dw, need_pw = ctx.needs_input_grad[:3]
@@ -169,7 +183,7 @@ class _SepConv(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @_once
     def backward(ctx, grad):
         x, dw1, pw1, dw2, pw2, mean1, invstd1, out, invstd2 = ctx.saved_tensors
         (geom1, geom2), (eps1, eps2) = ctx.geoms, ctx.eps
@@ -207,7 +221,7 @@ class _PoolBN(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
+    @_once
     def backward(ctx, grad):
         x, out, invstd = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
