@@ -153,3 +153,44 @@ def test_first_order_hypergradient_and_weight_step_match_plain_autograd(mode):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-14)
     for a, b in zip(out[0][2], out[1][2]):
         assert torch.allclose(a.double(), b.double(), rtol=0, atol=1e-14)
+
+
+def test_lean_block_with_a_leading_relu_and_a_frozen_depthwise_weight():
+    """The pointwise gradient is rebuilt from relu(x) even when the depthwise weight wants no gradient."""
+    from dartsnas.ops.darts import DilConv
+
+    torch.manual_seed(3)
+    op = DilConv(4, 4, 3, 1, 2, 2, affine=False).double()
+    op[1].weight.requires_grad_(False)
+    twin = copy.deepcopy(op)
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    ref = torch.autograd.grad(op(x).square().sum(), (x, op[2].weight))
+    ours = torch.autograd.grad(lean_forward(twin, x).square().sum(), (x, twin[2].weight))
+    for a, b in zip(ref, ours):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_lean_forward_refuses_what_it_would_not_reproduce():
+    from dartsnas.ops.darts import DilConv
+
+    class Residual(DilConv):  # a user op overriding forward
+        def forward(self, x):
+            return x + super().forward(x)
+
+    x = torch.randn(2, 4, 6, 6)
+    assert lean_forward(Residual(4, 4, 3, 1, 1, 1, affine=False), x) is None
+    hooked = OPS["dil_conv_3x3"](4, 1, False)
+    hooked[2].register_forward_hook(lambda m, i, o: o * 2)
+    assert lean_forward(hooked, x) is None
+    non_square = nn.Sequential(nn.MaxPool2d((3, 1), stride=(2, 1), padding=(1, 0)), nn.BatchNorm2d(4, affine=False))
+    assert lean_forward(non_square, x) is None
+    counted = nn.Sequential(nn.AvgPool2d(3, 1, 1, count_include_pad=True), nn.BatchNorm2d(4, affine=False))
+    assert lean_forward(counted, x) is None
+
+
+def test_lean_bn_with_one_value_per_channel_is_the_error_batchnorm_gives():
+    op = OPS["dil_conv_3x3"](4, 2, False)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        op(torch.randn(1, 4, 2, 2))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        lean_forward(copy.deepcopy(op), torch.randn(1, 4, 2, 2, requires_grad=True))

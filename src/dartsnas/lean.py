@@ -58,15 +58,22 @@ def _once(backward):
     return wrapper
 
 
+def in_plain_autograd() -> bool:
+    """Whether this thread is inside ``plain_autograd()`` (a recomputation carries it into autograd's threads)."""
+    return bool(getattr(_state, "plain", 0))
+
+
 def lean_allowed(x: torch.Tensor) -> bool:
-    """Lean functions apply: gradients recorded, not under ``plain_autograd`` or autocast."""
-    return (torch.is_grad_enabled() and not getattr(_state, "plain", 0)
-            and not torch.is_autocast_enabled(x.device.type))
+    """Lean functions apply: gradients recorded, not under ``plain_autograd``, autocast or module hooks."""
+    from torch.nn.modules import module as _module
+
+    return (torch.is_grad_enabled() and not in_plain_autograd() and not torch.is_autocast_enabled(x.device.type)
+            and not _module._global_forward_hooks and not _module._global_forward_pre_hooks)
 
 
 # -- BatchNorm without affine parameters, from its output ------------------------------------------------------
 def _bn_plain(bn: nn.BatchNorm2d) -> bool:
-    return (isinstance(bn, nn.BatchNorm2d) and not bn.affine and bn.track_running_stats and bn.training
+    return (type(bn) is nn.BatchNorm2d and not bn.affine and bn.track_running_stats and bn.training
             and bn.running_mean is not None)
 
 
@@ -78,6 +85,7 @@ def _bn_args(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor, float, flo
 
 
 def _bn_forward(z: torch.Tensor, rm, rv, factor: float, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    F._verify_batch_size(z.size())  # one value per channel: the error nn.BatchNorm2d gives
     out, _, invstd = torch.native_batch_norm(z, None, None, rm, rv, True, factor, eps)
     return out, invstd
 
@@ -153,7 +161,7 @@ class _Block(torch.autograd.Function):
         x, w_dw, w_pw, out, invstd = ctx.saved_tensors
         need_x, need_dw, need_pw = ctx.needs_input_grad[:3]
         # recomputed, and only when a weight gradient needs them (an alpha-only backward does not)
-        h = F.relu(x) if ctx.relu_first and need_dw else x
+        h = F.relu(x) if ctx.relu_first and (need_dw or need_pw) else x
         a = _dw_forward(h, w_dw, ctx.geom) if need_pw else None
         gz = _bn_backward(grad.contiguous(memory_format=_format(out)), out, invstd, ctx.eps)
         ga, g_pw = _pw_backward(gz, a, w_pw, need_x or need_dw, need_pw)
@@ -175,6 +183,7 @@ class _SepConv(torch.autograd.Function):
     def forward(ctx, x, dw1, pw1, dw2, pw2, rm1, rv1, rm2, rv2, geom1, geom2, f1: float, f2: float, eps1: float,
                 eps2: float):
         z1 = F.conv2d(_dw_forward(x, dw1, geom1), pw1)
+        F._verify_batch_size(z1.size())
         c1, mean1, invstd1 = torch.native_batch_norm(z1, None, None, rm1, rv1, True, f1, eps1)
         del z1
         out, invstd2 = _bn_forward(F.conv2d(_dw_forward(F.relu(c1), dw2, geom2), pw2), rm2, rv2, f2, eps2)
@@ -247,7 +256,7 @@ def _block_parts(seq: nn.Module):
     if not isinstance(seq, nn.Sequential) or len(seq) != 4:
         return None
     first, dw, pw, bn = seq
-    if not isinstance(first, (nn.ReLU, nn.Identity)) or type(dw) is not DepthwiseConv2d or dw.bias is not None:
+    if type(first) not in (nn.ReLU, nn.Identity) or type(dw) is not DepthwiseConv2d or dw.bias is not None:
         return None
     if (type(pw) is not nn.Conv2d or pw.kernel_size != (1, 1) or pw.stride != (1, 1) or pw.padding != (0, 0)
             or pw.groups != 1 or pw.bias is not None or not _bn_plain(bn)):
@@ -264,10 +273,12 @@ def _run_block(parts, x: torch.Tensor) -> torch.Tensor:
 def lean_forward(op: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     """``op(x)`` through the lean functions when ``op`` is one of the DARTS search ops they cover (separable or
     dilated conv, pooling followed by BN), else None (the caller runs ``op`` itself)."""
-    if isinstance(op, DilConv):
+    if any(m._forward_hooks or m._forward_pre_hooks for m in op.modules()):
+        return None  # hooks may change what a module computes: the module runs itself
+    if type(op) is DilConv:
         parts = _block_parts(op)
         return None if parts is None else _run_block(parts, x)
-    if isinstance(op, SepConv) and len(op) == 2:
+    if type(op) is SepConv and len(op) == 2:
         first, second = _block_parts(op[0]), _block_parts(op[1])
         if first is None or second is None or not second[0]:
             return None
@@ -278,23 +289,25 @@ def lean_forward(op: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
         return _SepConv.apply(x, first[1].weight, first[2].weight, second[1].weight, second[2].weight,
                               rm1, rv1, rm2, rv2, _dw_geometry(first[1]), _dw_geometry(second[1]),
                               f1, f2, eps1, eps2)
-    if isinstance(op, nn.Sequential) and len(op) == 2 and isinstance(op[0], (nn.MaxPool2d, nn.AvgPool2d)):
+    if type(op) is nn.Sequential and len(op) == 2 and type(op[0]) in (nn.MaxPool2d, nn.AvgPool2d):
         pool, bn = op
         if not _bn_plain(bn) or not _standard_pool(pool):
             return None
         rm, rv, factor, eps = _bn_args(bn)
-        return _PoolBN.apply(x, rm, rv, isinstance(pool, nn.MaxPool2d), _int(pool.stride), factor, eps)
+        return _PoolBN.apply(x, rm, rv, type(pool) is nn.MaxPool2d, _pair(pool.stride)[0], factor, eps)
     return None
 
 
-def _int(v) -> int:
-    return v if isinstance(v, int) else v[0]
+def _pair(v) -> tuple:
+    return (v, v) if isinstance(v, int) else tuple(v)
 
 
 def _standard_pool(pool: nn.Module) -> bool:
-    """A 3x3, padding-1 pooling as the DARTS ops build it (average: padding not counted)."""
-    if _int(pool.kernel_size) != 3 or _int(pool.padding) != 1 or getattr(pool, "ceil_mode", False):
+    """A 3x3, padding-1, square-stride pooling as the DARTS ops build it (average: padding not counted)."""
+    stride = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
+    if (_pair(pool.kernel_size) != (3, 3) or _pair(pool.padding) != (1, 1) or stride[0] != stride[1]
+            or pool.ceil_mode):
         return False
-    if isinstance(pool, nn.MaxPool2d):
-        return _int(pool.dilation) == 1 and not pool.return_indices
+    if type(pool) is nn.MaxPool2d:
+        return _pair(pool.dilation) == (1, 1) and not pool.return_indices
     return not pool.count_include_pad and pool.divisor_override is None

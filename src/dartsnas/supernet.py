@@ -7,6 +7,8 @@ classifier. BN layers inside cells have no affine parameters during search. Alph
 """
 from __future__ import annotations
 
+import contextlib
+
 from typing import Iterator, Sequence
 
 import torch
@@ -18,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .errors import ConfigError
 from .genotype import Genotype
-from .lean import lean_allowed, lean_forward
+from .lean import in_plain_autograd, lean_allowed, lean_forward, plain_autograd
 from .ops import FactorizedReduce, ReLUConvBN, build_op
 from .space import SearchSpace
 
@@ -46,13 +48,15 @@ def recomputed(module: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
     running statistics are updated once, not twice)."""
     params = dict(module.named_parameters())
     calls = {"n": 0}
+    plain = in_plain_autograd()  # the recomputation may run on another thread (autograd's device threads)
 
     def run(*args):
         calls["n"] += 1
         if calls["n"] == 1:
             return module(*args)
         buffers = {n: b.clone() for n, b in module.named_buffers()}
-        return functional_call(module, {**params, **buffers}, args)
+        with plain_autograd() if plain else contextlib.nullcontext():
+            return functional_call(module, {**params, **buffers}, args)
 
     return checkpoint(run, *inputs, use_reentrant=False, preserve_rng_state=False)
 

@@ -41,7 +41,8 @@ def tune_malloc() -> bool:
     A CPU step allocates and frees thousands of activation buffers of a few MiB. By default glibc serves each
     from a fresh ``mmap`` (or gives trimmed heap back to the system), so every buffer is page-faulted and zeroed
     by the kernel again: measured 7% of a search step on 2 cores. Buffers up to 32 MiB now come from the heap
-    and freed heap is not returned early; peak memory is unchanged (the same buffers are live at the peak).
+    and freed heap is not returned to the system until exit. Peak RSS measured the same or lower on the benchmark
+    (the same buffers are live at the peak), though fragmentation could add some on other workloads.
     Returns whether the allocator was tuned; ``DARTSNAS_NO_MALLOC_TUNING=1`` turns it off."""
     global _MALLOC_TUNED
     import os
