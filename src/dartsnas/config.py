@@ -128,9 +128,6 @@ class SearchConfig:
             raise ConfigError(f"gates must be softmax or sigmoid, got {self.gates!r}")
         if self.derive_rule not in (None, "top-k", "threshold-sparse", "threshold-edge"):
             raise ConfigError(f"derive_rule must be top-k, threshold-sparse or threshold-edge, got {self.derive_rule!r}")
-        if self.derive_rule == "top-k" and self.threshold is not None:
-            raise ConfigError("--threshold applies to the threshold rules; top-k keeps two edges per node whatever "
-                              "their weight (leave out --threshold or pick --derive-rule threshold-sparse)")
         if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
             raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
         if self.zero_one_weight < 0:

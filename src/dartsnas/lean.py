@@ -19,16 +19,17 @@ forward under ``plain_autograd()``, which falls back to the modules' own autogra
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from typing import Iterator
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import functools
+from torch.nn.modules import module as _module
 
 from .ops.darts import DilConv, SepConv
-from .ops.depthwise import DepthwiseConv2d
+from .ops.depthwise import DepthwiseConv2d, depthwise_backward as _dw_backward, depthwise_forward as _dw_forward
 
 _state = threading.local()
 
@@ -65,8 +66,6 @@ def in_plain_autograd() -> bool:
 
 def lean_allowed(x: torch.Tensor) -> bool:
     """Lean functions apply: gradients recorded, not under ``plain_autograd``, autocast or module hooks."""
-    from torch.nn.modules import module as _module
-
     return (torch.is_grad_enabled() and not in_plain_autograd() and not torch.is_autocast_enabled(x.device.type)
             and not _module._global_forward_hooks and not _module._global_forward_pre_hooks)
 
@@ -97,41 +96,6 @@ def _bn_backward(grad: torch.Tensor, out: torch.Tensor, invstd: torch.Tensor, ep
     zeros, ones = torch.zeros_like(invstd), torch.ones_like(invstd)
     return torch.ops.aten.native_batch_norm_backward(grad, out, invstd, None, None, zeros, ones, True, eps,
                                                      [True, False, False])[0]
-
-
-# -- depthwise convolution, forward and backward ---------------------------------------------------------------
-def _dw_geometry(conv: DepthwiseConv2d) -> tuple[bool, int, int, int]:
-    """(subsample, stride, padding, dilation) of the convolution actually run (see ``ops/depthwise.py``)."""
-    if conv._subsample:
-        return True, 1, (conv.kernel_size[0] - 1) // 2, 1
-    return False, conv.stride[0], conv.padding[0], conv.dilation[0]
-
-
-def _dw_forward(h: torch.Tensor, w: torch.Tensor, geom) -> torch.Tensor:
-    subsample, s, p, d = geom
-    if subsample:
-        h = h[:, :, ::2, ::2]
-    return F.conv2d(h, w, None, s, p, d, w.shape[0])
-
-
-def _dw_backward(grad: torch.Tensor, h: torch.Tensor, w: torch.Tensor, geom, need_h: bool, need_w: bool):
-    subsample, s, p, d = geom
-    groups = w.shape[0]
-    inp = h[:, :, ::2, ::2] if subsample else h
-    grad_h = grad_w = None
-    if need_h and s == 1 and 2 * p == d * (w.shape[-1] - 1):  # same padding: correlation with the flip
-        grad_h = F.conv2d(grad, w.flip(-1, -2), None, 1, p, d, groups)
-        need_h = False
-    if need_h or need_w:
-        gi, gw, _ = torch.ops.aten.convolution_backward(grad, inp, w, None, [s, s], [p, p], [d, d], False, [0, 0],
-                                                        groups, [need_h, need_w, False])
-        grad_h = gi if need_h else grad_h
-        grad_w = gw
-    if grad_h is not None and subsample:
-        full = torch.zeros_like(h)
-        full[:, :, ::2, ::2] = grad_h
-        grad_h = full
-    return grad_h, grad_w
 
 
 def _pw_backward(grad: torch.Tensor, a: torch.Tensor | None, w: torch.Tensor, need_a: bool, need_w: bool):
@@ -267,7 +231,7 @@ def _block_parts(seq: nn.Module):
 def _run_block(parts, x: torch.Tensor) -> torch.Tensor:
     relu_first, dw, pw, bn = parts
     rm, rv, factor, eps = _bn_args(bn)
-    return _Block.apply(x, dw.weight, pw.weight, rm, rv, relu_first, _dw_geometry(dw), factor, eps)
+    return _Block.apply(x, dw.weight, pw.weight, rm, rv, relu_first, dw.geometry(), factor, eps)
 
 
 def lean_forward(op: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
@@ -287,7 +251,7 @@ def lean_forward(op: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
         rm1, rv1, f1, eps1 = _bn_args(first[3])
         rm2, rv2, f2, eps2 = _bn_args(second[3])
         return _SepConv.apply(x, first[1].weight, first[2].weight, second[1].weight, second[2].weight,
-                              rm1, rv1, rm2, rv2, _dw_geometry(first[1]), _dw_geometry(second[1]),
+                              rm1, rv1, rm2, rv2, first[1].geometry(), second[1].geometry(),
                               f1, f2, eps1, eps2)
     if type(op) is nn.Sequential and len(op) == 2 and type(op[0]) in (nn.MaxPool2d, nn.AvgPool2d):
         pool, bn = op

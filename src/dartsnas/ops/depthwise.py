@@ -20,26 +20,52 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class _SameDepthwise(torch.autograd.Function):
-    """Stride-1 depthwise convolution with "same" padding ``dilation * (k - 1) / 2`` (square, odd kernel)."""
+Geometry = tuple[bool, int, int, int]  # (subsample, stride, padding, dilation) of the convolution actually run
+
+
+def depthwise_forward(x: torch.Tensor, weight: torch.Tensor, geom: Geometry) -> torch.Tensor:
+    """The depthwise convolution with ``geom`` (see ``DepthwiseConv2d.geometry``)."""
+    subsample, s, p, d = geom
+    if subsample:
+        x = x[:, :, ::2, ::2]
+    return F.conv2d(x, weight, None, s, p, d, weight.shape[0])
+
+
+def depthwise_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, geom: Geometry, need_x: bool,
+                       need_w: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of ``depthwise_forward(x, weight, geom)``. At stride 1 with "same" padding the input gradient is
+    the correlation with the flipped kernel; the rest is oneDNN's backward."""
+    subsample, s, p, d = geom
+    groups = weight.shape[0]
+    inp = x[:, :, ::2, ::2] if subsample else x
+    grad_x = grad_w = None
+    if need_x and s == 1 and 2 * p == d * (weight.shape[-1] - 1):
+        grad_x = F.conv2d(grad, weight.flip(-1, -2), None, 1, p, d, groups)
+        need_x = False
+    if need_x or need_w:
+        gi, grad_w, _ = torch.ops.aten.convolution_backward(grad, inp, weight, None, [s, s], [p, p], [d, d], False,
+                                                            [0, 0], groups, [need_x, need_w, False])
+        grad_x = gi if need_x else grad_x
+    if grad_x is not None and subsample:
+        full = torch.zeros_like(x)
+        full[:, :, ::2, ::2] = grad_x
+        grad_x = full
+    return grad_x, grad_w
+
+
+class _Depthwise(torch.autograd.Function):
+    """``depthwise_forward`` with ``depthwise_backward`` as its gradient."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, padding: int, dilation: int) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, geom: Geometry) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.padding, ctx.dilation = padding, dilation
-        return F.conv2d(x, weight, None, 1, padding, dilation, weight.shape[0])
+        ctx.geom = geom
+        return depthwise_forward(x, weight, geom)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
-        p, d, groups = ctx.padding, ctx.dilation, weight.shape[0]
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:  # the transposed convolution at stride 1 is a correlation with the flip
-            grad_x = F.conv2d(grad, weight.flip(-1, -2), None, 1, p, d, groups)
-        if ctx.needs_input_grad[1]:
-            grad_w = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, [1, 1], [p, p], [d, d], False, [0, 0], groups, [False, True, False])[1]
-        return grad_x, grad_w, None, None
+        return (*depthwise_backward(grad, x, weight, ctx.geom, *ctx.needs_input_grad[:2]), None)
 
 
 class DepthwiseConv2d(nn.Conv2d):
@@ -55,14 +81,16 @@ class DepthwiseConv2d(nn.Conv2d):
         self._subsample = same and s == 2 and d == 2
         self._same_stride1 = same and s == 1
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight
+    def geometry(self) -> Geometry:
+        """(subsample, stride, padding, dilation) of the convolution actually run."""
         if self._subsample:
-            x, padding, dilation = x[:, :, ::2, ::2], (self.kernel_size[0] - 1) // 2, 1
-        elif self._same_stride1:
-            padding, dilation = self.padding[0], self.dilation[0]
-        else:
+            return True, 1, (self.kernel_size[0] - 1) // 2, 1
+        return False, self.stride[0], self.padding[0], self.dilation[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self._subsample or self._same_stride1):
             return super().forward(x)
+        w, geom = self.weight, self.geometry()
         if x.device.type == "cpu" and x.dtype == w.dtype and not torch.is_autocast_enabled("cpu"):
-            return _SameDepthwise.apply(x, w, padding, dilation)
-        return F.conv2d(x, w, None, 1, padding, dilation, self.groups)
+            return _Depthwise.apply(x, w, geom)
+        return depthwise_forward(x, w, geom)
