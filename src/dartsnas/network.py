@@ -22,6 +22,7 @@ import torch.nn as nn
 from .errors import ConfigError, GenotypeError
 from .genotype import CellDesign, Genotype, load_genotype
 from .ops import OPS, FactorizedReduce, Identity, ReLUConvBN, build_op
+from .ops.layout import cat_channels, global_avg_pool
 
 __all__ = ["AuxiliaryHead", "EvalCell", "EvalNetwork", "drop_path", "per_cell_layout"]
 
@@ -78,7 +79,7 @@ class EvalCell(nn.Module):
                     h = drop_path(h, drop_prob)
                 node = h if node is None else node + h
             states.append(node)
-        return torch.cat([states[i] for i in self.concat], dim=1)
+        return cat_channels([states[i] for i in self.concat])
 
 
 class AuxiliaryHead(nn.Module):
@@ -272,7 +273,6 @@ class EvalNetwork(nn.Module):
                 C_aux = C_prev
         if self.auxiliary:
             self.auxiliary_head = AuxiliaryHead(C_aux, num_classes, imagenet=stem == "imagenet")
-        self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
 
     @staticmethod
@@ -295,8 +295,7 @@ class EvalNetwork(nn.Module):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
             if i == self.auxiliary_index and self.auxiliary and self.training:
                 logits_aux = self.auxiliary_head(s1)
-        out = self.global_pooling(s1)
-        return self.classifier(out.flatten(1)), logits_aux
+        return self.classifier(global_avg_pool(s1)), logits_aux
 
     def net_args(self) -> dict[str, Any]:
         """The constructor arguments as plain types (the genotype as its JSON dict), for checkpoints."""

@@ -22,6 +22,7 @@ from .errors import ConfigError
 from .genotype import Genotype
 from .lean import in_plain_autograd, lean_allowed, lean_forward, plain_autograd
 from .ops import FactorizedReduce, ReLUConvBN, build_op
+from .ops.layout import cat_channels, global_avg_pool
 from .space import SearchSpace
 
 
@@ -228,7 +229,7 @@ class SearchCell(nn.Module):
                 node = term if node is None else node + term
             offset += len(states)
             states.append(node)
-        return torch.cat(states[-self.multiplier:], dim=1)
+        return cat_channels(states[-self.multiplier:])
 
 
 def reduction_positions(layers: int) -> tuple[int, ...]:
@@ -392,8 +393,7 @@ class SearchNetwork(nn.Module):
                 s0, s1 = s1, recomputed(cell, *args)
             else:
                 s0, s1 = s1, cell(*args)
-        out = F.adaptive_avg_pool2d(s1, 1).flatten(1)
-        return self.classifier(out)
+        return self.classifier(global_avg_pool(s1))
 
     # -- derivation ------------------------------------------------------------------------------------------
     def genotype(self, rule: str | None = None, threshold: float | None = None) -> Genotype:

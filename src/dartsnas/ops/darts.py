@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from . import register_op
 from .depthwise import DepthwiseConv2d
+from .layout import cat_channels, even_odd_pixels
 
 DARTS_PRIMITIVES: tuple[str, ...] = (
     "none",
@@ -106,13 +107,17 @@ class FactorizedReduce(nn.Module):
             # Channels-last: subsample first, then a stride-1 1x1 convolution (the same numbers). torch 2.14.1's
             # CPU backward of a strided 1x1 convolution corrupts the heap in channels-last for some small
             # shapes (e.g. 4 channels, batch 25), so it is never called here.
-            a = _conv1x1_dense(self.conv_1, x[:, :, ::2, ::2])
-            b = _conv1x1_dense(self.conv_2, shifted[:, :, ::2, ::2])
+            if shifted is x:
+                even, odd = x[:, :, ::2, ::2], x[:, :, ::2, ::2]
+            else:  # both in one function, whose backward keeps x's gradient channels-last
+                even, odd = even_odd_pixels(x)
+            a = _conv1x1_dense(self.conv_1, even)
+            b = _conv1x1_dense(self.conv_2, odd)
         else:
             a, b = self.conv_1(x), self.conv_2(shifted)
         if a.shape != b.shape:  # odd sizes: the shifted branch is one pixel short
             b = nn.functional.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
-        return self.bn(torch.cat([a, b], dim=1))
+        return self.bn(cat_channels([a, b]))
 
 
 def _pool(kind: str):
