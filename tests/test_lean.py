@@ -129,17 +129,64 @@ def test_plain_autograd_gives_the_double_backward_of_plain_modules():
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize("name", ["sep_conv_5x5", "dil_conv_3x3", "max_pool_3x3"])
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("with_acc", [False, True])
+@pytest.mark.parametrize("frozen_input", [False, True])
+def test_gated_lean_op_equals_the_weighted_module(name, fmt, with_acc, frozen_input):
+    """``lean_forward(op, x, (gates, k, acc))`` is ``acc + gates[k] * op(x)``: values, and the gradients of acc,
+    the gates (from BN's backward), x and the op's weights (the pointwise convolutions as matrix products in
+    channels-last), also when x wants no gradient (an edge fed by a frozen stem)."""
+    torch.manual_seed(3)
+    op = OPS[name](6, 1, False)
+    if "pool" in name:
+        op = nn.Sequential(op, nn.BatchNorm2d(6, affine=False))
+    op = op.double()
+    twin = copy.deepcopy(op)
+    x = torch.randn(4, 6, 7, 7, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_(not frozen_input)
+    if "sep" in name or "dil" in name:
+        x_in = F.relu(x)  # the supernet feeds these ops relu(x) and strips their leading ReLU
+    else:
+        x_in = x
+    gates = torch.rand(8, dtype=torch.float64, requires_grad=True)
+    acc0 = torch.randn(4, 6, 7, 7, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_(True)
+    g = torch.randn(4, 6, 7, 7, dtype=torch.float64)
+    wants = [t for t in (acc0, gates, x) if t.requires_grad]
+
+    ref_out = gates[5] * op(x_in)
+    if with_acc:
+        ref_out = acc0 * 1.0 + ref_out
+    ref = torch.autograd.grad(ref_out, [*wants, *op.parameters()], g, allow_unused=True, retain_graph=True)
+
+    if "sep" in name or "dil" in name:
+        from dartsnas.supernet import _strip_leading_relu
+        assert _strip_leading_relu(twin)
+    acc = acc0 * 1.0 if with_acc else None  # a non-leaf, modified in place
+    out = lean_forward(twin, x_in, (gates, 5, acc))
+    if with_acc:
+        assert out is acc
+    got = torch.autograd.grad(out, [*wants, *twin.parameters()], g, allow_unused=True)
+    assert torch.allclose(out, ref_out, rtol=0, atol=1e-12)
+    for a, b in zip(got, ref):
+        if b is None:
+            assert a is None or not a.abs().any()
+            continue
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("mode", ["ops", "edges"])
-def test_first_order_hypergradient_and_weight_step_match_plain_autograd(mode):
+def test_first_order_hypergradient_and_weight_step_match_plain_autograd(mode, fmt):
     """The first-order alpha step (an alpha-only backward: the lean functions skip weight gradients and their
     recomputation) and a weight step give plain autograd's numbers, BN statistics included."""
     from dartsnas import Architect
 
     torch.manual_seed(2)
     space = SearchSpace(nodes=2, multiplier=2)
-    nets = [SearchNetwork(space, C=4, layers=3, stem_multiplier=1, recompute=m).double() for m in ("off", mode)]
+    nets = [SearchNetwork(space, C=4, layers=3, stem_multiplier=1, recompute=m).double().to(memory_format=fmt)
+            for m in ("off", mode)]
     nets[1].load_state_dict(nets[0].state_dict())
-    x, y = torch.randn(6, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (6,))
+    x, y = torch.randn(6, 3, 8, 8, dtype=torch.float64).contiguous(memory_format=fmt), torch.randint(0, 10, (6,))
     out = []
     for net in nets:
         hyper = Architect(net, order=1).hypergradient((x, y), (x, y))

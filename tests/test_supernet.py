@@ -149,7 +149,12 @@ def test_recompute_gives_the_same_gradients_and_bn_statistics(mode):
     for (n, a), b in zip(plain.named_parameters(), lean.parameters()):
         assert torch.allclose(a.grad, b.grad, rtol=1e-10, atol=1e-12), n
     for (n, a), b in zip(plain.named_buffers(), lean.buffers()):
-        assert torch.equal(a, b), n  # running statistics updated once, not again by the recomputation
+        # running statistics updated once, not again by the recomputation (the lean mixed op adds its terms in
+        # another order: the states, and so the statistics, may differ in the last bits)
+        if a.is_floating_point():
+            assert torch.allclose(a, b, rtol=1e-12, atol=1e-15), n
+        else:
+            assert torch.equal(a, b), n
 
 
 def test_recompute_uses_the_parameters_the_forward_saw():

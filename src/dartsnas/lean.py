@@ -13,6 +13,13 @@ block's time), a ReLU, max-pool indices. BN's backward is taken from its output 
 ``x_hat`` *is* the output), so the pointwise convolution's output is never kept. Running statistics are updated
 exactly as ``nn.BatchNorm2d`` does.
 
+Two more savings ride on these functions. The mixed op's weighted sum is accumulated by them in place
+(``gates[k] * out`` added into the edge's sum), and since BN's backward is linear in the output gradient the
+gate enters it as part of the affine weight: one kernel gives the op's input gradient already scaled by its
+gate and, as BN's "weight gradient", the per-channel dot products whose sum is the gate's gradient (no product
+tensor and no separate dot per op). On the CPU in channels-last, the pointwise convolutions run as matrix
+products of the (pixels, channels) view, the same sums without oneDNN's per-call overhead.
+
 The functions are differentiable once. The Architect's exact second order (a double backward) runs the
 forward under ``plain_autograd()``, which falls back to the modules' own autograd.
 """
@@ -98,8 +105,71 @@ def _bn_backward(grad: torch.Tensor, out: torch.Tensor, invstd: torch.Tensor, ep
                                                      [True, False, False])[0]
 
 
+def _gate_output(ctx, acc, gates, k: int, out: torch.Tensor) -> torch.Tensor:
+    """The op's output ``out`` (no gate), ``gates[k] * out``, or ``acc += gates[k] * out`` in place (the mixed
+    op's weighted sum, accumulated op by op)."""
+    ctx.k, ctx.has_acc = k, acc is not None
+    if gates is None:
+        return out
+    if acc is None:
+        return torch.mul(out, gates[k])
+    acc.addcmul_(out, gates[k])
+    ctx.mark_dirty(acc)
+    return acc
+
+
+def _gated_bn_backward(ctx, grad, out, invstd, eps, gates, need_input: bool):
+    """``(d loss / d BN input, d loss / d gates)`` of ``gates[k] * BN(input)`` (or of ``BN(input)``).
+
+    One kernel gives both: BN's backward is linear in the output gradient, so the gate enters with the
+    inverse std as the affine weight, and its "weight gradient" ``sum(grad * out)`` per channel is the gate's
+    gradient summed over channels (the mixed op's dot product, without a pass of its own)."""
+    need_gate = gates is not None and ctx.needs_input_grad[1]
+    if not (need_input or need_gate):
+        return None, None
+    weight = invstd if gates is None else invstd * gates[ctx.k]
+    grad = grad.contiguous(memory_format=_format(out))
+    zeros, ones = torch.zeros_like(invstd), torch.ones_like(invstd)
+    g_in, g_w, _ = torch.ops.aten.native_batch_norm_backward(grad, out, weight, None, None, zeros, ones, True, eps,
+                                                             [need_input, need_gate, False])
+    g_gates = None
+    if need_gate:
+        g_gates = torch.zeros_like(gates)
+        g_gates[ctx.k] = g_w.sum(dtype=gates.dtype)
+    return g_in, g_gates
+
+
+def _pixels(t: torch.Tensor) -> torch.Tensor | None:
+    """A channels-last CPU tensor as its (pixels, channels) matrix (a view), else None."""
+    if t.device.type != "cpu" or t.dim() != 4 or not t.is_contiguous(memory_format=torch.channels_last):
+        return None
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+def _as_image(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The (pixels, channels) matrix ``m`` back as a channels-last tensor shaped like ``like`` but for C."""
+    n, _, h, w = like.shape
+    return m.view(n, h, w, m.shape[1]).permute(0, 3, 1, 2)
+
+
+def _pw(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The 1x1 convolution ``conv2d(a, w)``: in channels-last on the CPU one matrix product (the same sums,
+    without oneDNN's per-call overhead)."""
+    m = _pixels(a)
+    if m is None or m.dtype != w.dtype:
+        return F.conv2d(a, w)
+    return _as_image(torch.mm(m, w.view(w.shape[0], w.shape[1]).t()), a)
+
+
 def _pw_backward(grad: torch.Tensor, a: torch.Tensor | None, w: torch.Tensor, need_a: bool, need_w: bool):
     """Gradients of a 1x1 convolution ``conv2d(a, w)``; ``a`` (its input) is needed only for ``w``'s."""
+    g = _pixels(grad)
+    x = _pixels(a) if a is not None else None
+    if g is not None and g.dtype == w.dtype and (x is not None or not need_w):
+        w2 = w.view(w.shape[0], w.shape[1])
+        ga = _as_image(torch.mm(g, w2), grad) if need_a else None
+        gw = torch.mm(g.t(), x).view_as(w) if need_w else None
+        return ga, gw
     if not need_w:  # the input gradient alone is the convolution with the transposed weight
         return (F.conv2d(grad, w.transpose(0, 1)) if need_a else None), None
     ga, gw, _ = torch.ops.aten.convolution_backward(grad, a, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
@@ -111,31 +181,33 @@ class _Block(torch.autograd.Function):
     """``BN(pointwise(depthwise(relu?(x))))``, affine-free training BN; keeps ``x`` and the output."""
 
     @staticmethod
-    def forward(ctx, x, w_dw, w_pw, rm, rv, relu_first: bool, geom, factor: float, eps: float):
+    def forward(ctx, acc, gates, x, w_dw, w_pw, rm, rv, relu_first: bool, geom, factor: float, eps: float,
+                k: int):
         h = F.relu(x) if relu_first else x
         a = _dw_forward(h, w_dw, geom)
-        out, invstd = _bn_forward(F.conv2d(a, w_pw), rm, rv, factor, eps)
-        ctx.save_for_backward(x, w_dw, w_pw, out, invstd)
+        out, invstd = _bn_forward(_pw(a, w_pw), rm, rv, factor, eps)
+        ctx.save_for_backward(x, w_dw, w_pw, out, invstd, gates)
         ctx.relu_first, ctx.geom, ctx.eps = relu_first, geom, eps
-        return out
+        return _gate_output(ctx, acc, gates, k, out)
 
     @staticmethod
     @_once
     def backward(ctx, grad):
-        x, w_dw, w_pw, out, invstd = ctx.saved_tensors
-        need_x, need_dw, need_pw = ctx.needs_input_grad[:3]
+        x, w_dw, w_pw, out, invstd, gates = ctx.saved_tensors
+        need_x, need_dw, need_pw = ctx.needs_input_grad[2:5]
         # recomputed, and only when a weight gradient needs them (an alpha-only backward does not)
         h = F.relu(x) if ctx.relu_first and (need_dw or need_pw) else x
         a = _dw_forward(h, w_dw, ctx.geom) if need_pw else None
-        gz = _bn_backward(grad.contiguous(memory_format=_format(out)), out, invstd, ctx.eps)
-        ga, g_pw = _pw_backward(gz, a, w_pw, need_x or need_dw, need_pw)
-        del a, gz
-        gx = g_dw = None
-        if need_x or need_dw:
-            gx, g_dw = _dw_backward(ga, h, w_dw, ctx.geom, need_x, need_dw)
-            if need_x and ctx.relu_first:
-                gx = torch.ops.aten.threshold_backward(gx, x, 0)
-        return gx, g_dw, g_pw, None, None, None, None, None, None
+        gz, g_gates = _gated_bn_backward(ctx, grad, out, invstd, ctx.eps, gates, need_x or need_dw or need_pw)
+        gx = g_dw = g_pw = None
+        if gz is not None:
+            ga, g_pw = _pw_backward(gz, a, w_pw, need_x or need_dw, need_pw)
+            del a, gz
+            if need_x or need_dw:
+                gx, g_dw = _dw_backward(ga, h, w_dw, ctx.geom, need_x, need_dw)
+                if need_x and ctx.relu_first:
+                    gx = torch.ops.aten.threshold_backward(gx, x, 0)
+        return (grad if ctx.has_acc else None), g_gates, gx, g_dw, g_pw, *(None,) * 7
 
 
 class _SepConv(torch.autograd.Function):
@@ -144,29 +216,32 @@ class _SepConv(torch.autograd.Function):
     (a depthwise and a pointwise convolution, then the normalisation with the kept statistics)."""
 
     @staticmethod
-    def forward(ctx, x, dw1, pw1, dw2, pw2, rm1, rv1, rm2, rv2, geom1, geom2, f1: float, f2: float, eps1: float,
-                eps2: float):
-        z1 = F.conv2d(_dw_forward(x, dw1, geom1), pw1)
+    def forward(ctx, acc, gates, x, dw1, pw1, dw2, pw2, rm1, rv1, rm2, rv2, geom1, geom2, f1: float, f2: float,
+                eps1: float, eps2: float, k: int):
+        z1 = _pw(_dw_forward(x, dw1, geom1), pw1)
         F._verify_batch_size(z1.size())
         c1, mean1, invstd1 = torch.native_batch_norm(z1, None, None, rm1, rv1, True, f1, eps1)
         del z1
-        out, invstd2 = _bn_forward(F.conv2d(_dw_forward(F.relu(c1), dw2, geom2), pw2), rm2, rv2, f2, eps2)
-        ctx.save_for_backward(x, dw1, pw1, dw2, pw2, mean1, invstd1, out, invstd2)
+        out, invstd2 = _bn_forward(_pw(_dw_forward(F.relu(c1), dw2, geom2), pw2), rm2, rv2, f2, eps2)
+        ctx.save_for_backward(x, dw1, pw1, dw2, pw2, mean1, invstd1, out, invstd2, gates)
         ctx.geoms, ctx.eps = (geom1, geom2), (eps1, eps2)
-        return out
+        return _gate_output(ctx, acc, gates, k, out)
 
     @staticmethod
     @_once
     def backward(ctx, grad):
-        x, dw1, pw1, dw2, pw2, mean1, invstd1, out, invstd2 = ctx.saved_tensors
+        x, dw1, pw1, dw2, pw2, mean1, invstd1, out, invstd2, gates = ctx.saved_tensors
         (geom1, geom2), (eps1, eps2) = ctx.geoms, ctx.eps
-        need = ctx.needs_input_grad
+        need = ctx.needs_input_grad[2:7]
+        gz2, g_gates = _gated_bn_backward(ctx, grad, out, invstd2, eps2, gates, any(need))
+        grad_acc = grad if ctx.has_acc else None
+        if gz2 is None:
+            return (grad_acc, g_gates) + (None,) * 17
         a1 = _dw_forward(x, dw1, geom1)
-        c1 = (F.conv2d(a1, pw1) - mean1[:, None, None]) * invstd1[:, None, None]  # block 1 recomputed
+        c1 = (_pw(a1, pw1) - mean1[:, None, None]) * invstd1[:, None, None]  # block 1 recomputed
         # the second depthwise input and output only when a weight gradient needs them
         d1 = F.relu(c1) if need[3] or need[4] else c1
         a2 = _dw_forward(d1, dw2, geom2) if need[4] else None
-        gz2 = _bn_backward(grad.contiguous(memory_format=_format(out)), out, invstd2, eps2)
         ga2, g_pw2 = _pw_backward(gz2, a2, pw2, True, need[4])
         del a2, gz2
         gd1, g_dw2 = _dw_backward(ga2, d1, dw2, geom2, True, need[3])
@@ -178,35 +253,36 @@ class _SepConv(torch.autograd.Function):
         gx = g_dw1 = None
         if need[0] or need[1]:
             gx, g_dw1 = _dw_backward(ga1, x, dw1, geom1, need[0], need[1])
-        return (gx, g_dw1, g_pw1, g_dw2, g_pw2) + (None,) * 10
+        return (grad_acc, g_gates, gx, g_dw1, g_pw1, g_dw2, g_pw2) + (None,) * 11
 
 
 class _PoolBN(torch.autograd.Function):
     """``BN(pool3x3(x))`` (max, or average not counting padding), affine-free training BN; keeps the output."""
 
     @staticmethod
-    def forward(ctx, x, rm, rv, is_max: bool, stride: int, factor: float, eps: float):
+    def forward(ctx, acc, gates, x, rm, rv, is_max: bool, stride: int, factor: float, eps: float, k: int):
         p = (F.max_pool2d(x, 3, stride, 1) if is_max
              else F.avg_pool2d(x, 3, stride, 1, count_include_pad=False))
         out, invstd = _bn_forward(p, rm, rv, factor, eps)
-        ctx.save_for_backward(x, out, invstd)
+        ctx.save_for_backward(x, out, invstd, gates)
         ctx.is_max, ctx.stride, ctx.eps = is_max, stride, eps
-        return out
+        return _gate_output(ctx, acc, gates, k, out)
 
     @staticmethod
     @_once
     def backward(ctx, grad):
-        x, out, invstd = ctx.saved_tensors
-        if not ctx.needs_input_grad[0]:
-            return (None,) * 7
-        gp = _bn_backward(grad.contiguous(memory_format=_format(out)), out, invstd, ctx.eps)
+        x, out, invstd, gates = ctx.saved_tensors
+        gp, g_gates = _gated_bn_backward(ctx, grad, out, invstd, ctx.eps, gates, ctx.needs_input_grad[2])
+        head = ((grad if ctx.has_acc else None), g_gates)
+        if gp is None:
+            return head + (None,) * 8
         s = ctx.stride
         if ctx.is_max:
             _, idx = F.max_pool2d_with_indices(x, 3, s, 1)  # recomputed: int64 indices would cost 2 activations
             gx = torch.ops.aten.max_pool2d_with_indices_backward(gp, x, [3, 3], [s, s], [1, 1], [1, 1], False, idx)
         else:
             gx = torch.ops.aten.avg_pool2d_backward(gp, x, [3, 3], [s, s], [1, 1], False, False, None)
-        return gx, None, None, None, None, None, None
+        return head + (gx,) + (None,) * 7
 
 
 def _format(t: torch.Tensor) -> torch.memory_format:
@@ -228,38 +304,68 @@ def _block_parts(seq: nn.Module):
     return isinstance(first, nn.ReLU), dw, pw, bn
 
 
-def _run_block(parts, x: torch.Tensor) -> torch.Tensor:
-    relu_first, dw, pw, bn = parts
-    rm, rv, factor, eps = _bn_args(bn)
-    return _Block.apply(x, dw.weight, pw.weight, rm, rv, relu_first, dw.geometry(), factor, eps)
-
-
-def lean_forward(op: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
-    """``op(x)`` through the lean functions when ``op`` is one of the DARTS search ops they cover (separable or
-    dilated conv, pooling followed by BN), else None (the caller runs ``op`` itself)."""
-    if any(m._forward_hooks or m._forward_pre_hooks for m in op.modules()):
+def _lean_plan(op: nn.Module):
+    """How ``op`` runs through the lean functions: ``(kind, parts)``, or None when it is not one of the DARTS
+    search ops they cover (separable or dilated conv, pooling followed by BN) or has hooks."""
+    if _hooked(op):
         return None  # hooks may change what a module computes: the module runs itself
     if type(op) is DilConv:
         parts = _block_parts(op)
-        return None if parts is None else _run_block(parts, x)
+        return None if parts is None else ("block", parts)
     if type(op) is SepConv and len(op) == 2:
         first, second = _block_parts(op[0]), _block_parts(op[1])
         if first is None or second is None or not second[0]:
             return None
-        if first[0]:  # a leading ReLU the caller has not applied (the supernet strips it)
-            x = F.relu(x)
-        rm1, rv1, f1, eps1 = _bn_args(first[3])
-        rm2, rv2, f2, eps2 = _bn_args(second[3])
-        return _SepConv.apply(x, first[1].weight, first[2].weight, second[1].weight, second[2].weight,
-                              rm1, rv1, rm2, rv2, first[1].geometry(), second[1].geometry(),
-                              f1, f2, eps1, eps2)
+        return "sep", (first, second)
     if type(op) is nn.Sequential and len(op) == 2 and type(op[0]) in (nn.MaxPool2d, nn.AvgPool2d):
         pool, bn = op
         if not _bn_plain(bn) or not _standard_pool(pool):
             return None
-        rm, rv, factor, eps = _bn_args(bn)
-        return _PoolBN.apply(x, rm, rv, type(pool) is nn.MaxPool2d, _pair(pool.stride)[0], factor, eps)
+        return "pool", (pool, bn)
     return None
+
+
+def _hooked(m: nn.Module) -> bool:
+    """Whether ``m`` or a submodule has forward (pre-)hooks (a plain recursion: ``modules()`` costs more)."""
+    return bool(m._forward_hooks or m._forward_pre_hooks) or any(_hooked(c) for c in m._modules.values()
+                                                                   if c is not None)
+
+
+def lean_plan(op: nn.Module):
+    """What ``lean_run`` needs to run ``op`` through the lean functions, or None (the module runs itself)."""
+    return _lean_plan(op)
+
+
+def lean_forward(op: nn.Module, x: torch.Tensor, gate: tuple[torch.Tensor, int, torch.Tensor | None] | None = None
+                 ) -> torch.Tensor | None:
+    """``op(x)`` through the lean functions when ``op`` is one of the DARTS search ops they cover, else None.
+
+    ``gate=(gates, k, acc)``: ``gates[k] * op(x)`` instead, added in place into ``acc`` when it is not None
+    (the mixed op's weighted sum, one op at a time; the gate's gradient comes out of BN's backward)."""
+    plan = _lean_plan(op)
+    return None if plan is None else lean_run(plan, x, gate)
+
+
+def lean_run(plan, x: torch.Tensor, gate: tuple[torch.Tensor, int, torch.Tensor | None] | None = None
+             ) -> torch.Tensor:
+    """``lean_forward`` with the ``lean_plan`` of the op already made."""
+    gates, k, acc = gate if gate is not None else (None, 0, None)
+    kind, parts = plan
+    if kind == "block":
+        relu_first, dw, pw, bn = parts
+        rm, rv, factor, eps = _bn_args(bn)
+        return _Block.apply(acc, gates, x, dw.weight, pw.weight, rm, rv, relu_first, dw.geometry(), factor, eps, k)
+    if kind == "sep":
+        first, second = parts
+        if first[0]:  # a leading ReLU the caller has not applied (the supernet strips it)
+            x = F.relu(x)
+        rm1, rv1, f1, eps1 = _bn_args(first[3])
+        rm2, rv2, f2, eps2 = _bn_args(second[3])
+        return _SepConv.apply(acc, gates, x, first[1].weight, first[2].weight, second[1].weight, second[2].weight,
+                              rm1, rv1, rm2, rv2, first[1].geometry(), second[1].geometry(), f1, f2, eps1, eps2, k)
+    pool, bn = parts
+    rm, rv, factor, eps = _bn_args(bn)
+    return _PoolBN.apply(acc, gates, x, rm, rv, type(pool) is nn.MaxPool2d, _pair(pool.stride)[0], factor, eps, k)
 
 
 def _pair(v) -> tuple:

@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .errors import ConfigError
 from .genotype import Genotype
-from .lean import in_plain_autograd, lean_allowed, lean_forward, plain_autograd
+from .lean import in_plain_autograd, lean_allowed, lean_plan, lean_run, plain_autograd
 from .ops import FactorizedReduce, ReLUConvBN, build_op
 from .ops.layout import cat_channels, global_avg_pool
 from .space import SearchSpace
@@ -174,12 +174,19 @@ class MixedOp(nn.Module):
         if relu_x is None and any(self.relu_fed):
             relu_x = F.relu(x)
         lean = self.lean and lean_allowed(x)
-        outs = []
-        for op, fed in zip(self.ops, self.relu_fed):
+        indices, outs, lean_ops = [], [], []
+        for k, op, fed in zip(self.indices, self.ops, self.relu_fed):
             inp = relu_x if fed else x
-            out = lean_forward(op, inp) if lean else None
-            outs.append(op(inp) if out is None else out)
-        return weighted_sum(weights, self.indices, outs)
+            plan = lean_plan(op) if lean else None
+            if plan is not None:
+                lean_ops.append((k, plan, inp))
+            else:
+                indices.append(k)
+                outs.append(op(inp))
+        acc = weighted_sum(weights, indices, outs) if outs else None
+        for k, plan, inp in lean_ops:  # each adds its gated output into the sum in place
+            acc = lean_run(plan, inp, (weights, k, acc))
+        return acc
 
 
 class SearchCell(nn.Module):
