@@ -135,8 +135,8 @@ def test_plain_autograd_gives_the_double_backward_of_plain_modules():
 @pytest.mark.parametrize("frozen_input", [False, True])
 def test_gated_lean_op_equals_the_weighted_module(name, fmt, with_acc, frozen_input):
     """``lean_forward(op, x, (gates, k, acc))`` is ``acc + gates[k] * op(x)``: values, and the gradients of acc,
-    the gates (from BN's backward), x and the op's weights (the pointwise convolutions as matrix products in
-    channels-last), also when x wants no gradient (an edge fed by a frozen stem)."""
+    the gates (from BN's backward), x and the op's weights, in both memory formats, also when x wants no
+    gradient (an edge fed by a frozen stem)."""
     torch.manual_seed(3)
     op = OPS[name](6, 1, False)
     if "pool" in name:

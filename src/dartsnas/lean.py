@@ -17,8 +17,7 @@ Two more savings ride on these functions. The mixed op's weighted sum is accumul
 (``gates[k] * out`` added into the edge's sum), and since BN's backward is linear in the output gradient the
 gate enters it as part of the affine weight: one kernel gives the op's input gradient already scaled by its
 gate and, as BN's "weight gradient", the per-channel dot products whose sum is the gate's gradient (no product
-tensor and no separate dot per op). On the CPU in channels-last, the pointwise convolutions run as matrix
-products of the (pixels, channels) view, the same sums without oneDNN's per-call overhead.
+tensor and no separate dot per op).
 
 The functions are differentiable once. The Architect's exact second order (a double backward) runs the
 forward under ``plain_autograd()``, which falls back to the modules' own autograd.
@@ -139,37 +138,8 @@ def _gated_bn_backward(ctx, grad, out, invstd, eps, gates, need_input: bool):
     return g_in, g_gates
 
 
-def _pixels(t: torch.Tensor) -> torch.Tensor | None:
-    """A channels-last CPU tensor as its (pixels, channels) matrix (a view), else None."""
-    if t.device.type != "cpu" or t.dim() != 4 or not t.is_contiguous(memory_format=torch.channels_last):
-        return None
-    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
-
-
-def _as_image(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """The (pixels, channels) matrix ``m`` back as a channels-last tensor shaped like ``like`` but for C."""
-    n, _, h, w = like.shape
-    return m.view(n, h, w, m.shape[1]).permute(0, 3, 1, 2)
-
-
-def _pw(a: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """The 1x1 convolution ``conv2d(a, w)``: in channels-last on the CPU one matrix product (the same sums,
-    without oneDNN's per-call overhead)."""
-    m = _pixels(a)
-    if m is None or m.dtype != w.dtype:
-        return F.conv2d(a, w)
-    return _as_image(torch.mm(m, w.view(w.shape[0], w.shape[1]).t()), a)
-
-
 def _pw_backward(grad: torch.Tensor, a: torch.Tensor | None, w: torch.Tensor, need_a: bool, need_w: bool):
     """Gradients of a 1x1 convolution ``conv2d(a, w)``; ``a`` (its input) is needed only for ``w``'s."""
-    g = _pixels(grad)
-    x = _pixels(a) if a is not None else None
-    if g is not None and g.dtype == w.dtype and (x is not None or not need_w):
-        w2 = w.view(w.shape[0], w.shape[1])
-        ga = _as_image(torch.mm(g, w2), grad) if need_a else None
-        gw = torch.mm(g.t(), x).view_as(w) if need_w else None
-        return ga, gw
     if not need_w:  # the input gradient alone is the convolution with the transposed weight
         return (F.conv2d(grad, w.transpose(0, 1)) if need_a else None), None
     ga, gw, _ = torch.ops.aten.convolution_backward(grad, a, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
@@ -185,7 +155,7 @@ class _Block(torch.autograd.Function):
                 k: int):
         h = F.relu(x) if relu_first else x
         a = _dw_forward(h, w_dw, geom)
-        out, invstd = _bn_forward(_pw(a, w_pw), rm, rv, factor, eps)
+        out, invstd = _bn_forward(F.conv2d(a, w_pw), rm, rv, factor, eps)
         ctx.save_for_backward(x, w_dw, w_pw, out, invstd, gates)
         ctx.relu_first, ctx.geom, ctx.eps = relu_first, geom, eps
         return _gate_output(ctx, acc, gates, k, out)
@@ -218,11 +188,11 @@ class _SepConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, acc, gates, x, dw1, pw1, dw2, pw2, rm1, rv1, rm2, rv2, geom1, geom2, f1: float, f2: float,
                 eps1: float, eps2: float, k: int):
-        z1 = _pw(_dw_forward(x, dw1, geom1), pw1)
+        z1 = F.conv2d(_dw_forward(x, dw1, geom1), pw1)
         F._verify_batch_size(z1.size())
         c1, mean1, invstd1 = torch.native_batch_norm(z1, None, None, rm1, rv1, True, f1, eps1)
         del z1
-        out, invstd2 = _bn_forward(_pw(_dw_forward(F.relu(c1), dw2, geom2), pw2), rm2, rv2, f2, eps2)
+        out, invstd2 = _bn_forward(F.conv2d(_dw_forward(F.relu(c1), dw2, geom2), pw2), rm2, rv2, f2, eps2)
         ctx.save_for_backward(x, dw1, pw1, dw2, pw2, mean1, invstd1, out, invstd2, gates)
         ctx.geoms, ctx.eps = (geom1, geom2), (eps1, eps2)
         return _gate_output(ctx, acc, gates, k, out)
@@ -238,7 +208,7 @@ class _SepConv(torch.autograd.Function):
         if gz2 is None:
             return (grad_acc, g_gates) + (None,) * 17
         a1 = _dw_forward(x, dw1, geom1)
-        c1 = (_pw(a1, pw1) - mean1[:, None, None]) * invstd1[:, None, None]  # block 1 recomputed
+        c1 = (F.conv2d(a1, pw1) - mean1[:, None, None]) * invstd1[:, None, None]  # block 1 recomputed
         # the second depthwise input and output only when a weight gradient needs them
         d1 = F.relu(c1) if need[3] or need[4] else c1
         a2 = _dw_forward(d1, dw2, geom2) if need[4] else None
