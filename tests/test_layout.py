@@ -119,3 +119,11 @@ def test_network_gradients_stay_channels_last(recompute):
     out = net(x)
     F.cross_entropy(out[0] if isinstance(out, tuple) else out, torch.tensor([0, 1, 2, 3])).backward()
     assert not bad
+
+
+def test_cat_channels_with_an_input_that_wants_no_gradient():
+    a = _cl(2, 3, 4, 4)
+    b = torch.randn(2, 2, 4, 4, dtype=torch.float64).contiguous(memory_format=CL)  # no gradient wanted
+    out = cat_channels([a, b])
+    (grad,) = torch.autograd.grad(out, a, torch.ones_like(out))
+    assert torch.equal(grad, torch.ones_like(a)) and _is_cl(grad)

@@ -241,3 +241,17 @@ def test_lean_bn_with_one_value_per_channel_is_the_error_batchnorm_gives():
         op(torch.randn(1, 4, 2, 2))
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         lean_forward(copy.deepcopy(op), torch.randn(1, 4, 2, 2, requires_grad=True))
+
+
+def test_gated_lean_op_refuses_a_sum_it_cannot_add_into():
+    """An accumulator without gates, or of another shape or dtype, is a clear error (never a silently dropped or
+    broadcast sum)."""
+    op = OPS["dil_conv_3x3"](4, 1, False)
+    x = torch.randn(2, 4, 6, 6)
+    gates = torch.rand(8, requires_grad=True)
+    with pytest.raises(ValueError, match="needs the gates"):
+        lean_forward(copy.deepcopy(op), x, (None, 1, torch.zeros(2, 4, 6, 6)))
+    with pytest.raises(RuntimeError, match="one shape and dtype"):
+        lean_forward(copy.deepcopy(op), x, (gates, 1, torch.zeros(2, 4, 3, 3) * gates[0]))
+    with pytest.raises(RuntimeError, match="one shape and dtype"):
+        lean_forward(copy.deepcopy(op), x, (gates, 1, torch.zeros(2, 4, 6, 6, dtype=torch.float64) * gates[0]))

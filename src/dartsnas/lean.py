@@ -109,9 +109,14 @@ def _gate_output(ctx, acc, gates, k: int, out: torch.Tensor) -> torch.Tensor:
     op's weighted sum, accumulated op by op)."""
     ctx.k, ctx.has_acc = k, acc is not None
     if gates is None:
+        if acc is not None:
+            raise ValueError("lean_forward: a sum to add into needs the gates (gate=(gates, k, acc))")
         return out
     if acc is None:
         return torch.mul(out, gates[k])
+    if acc.shape != out.shape or acc.dtype != out.dtype:
+        raise RuntimeError(f"the ops of an edge must give outputs of one shape and dtype, got {tuple(acc.shape)} "
+                           f"{acc.dtype} and {tuple(out.shape)} {out.dtype}")
     acc.addcmul_(out, gates[k])
     ctx.mark_dirty(acc)
     return acc

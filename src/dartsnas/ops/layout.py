@@ -34,8 +34,8 @@ class _CatChannels(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return tuple(part.contiguous(memory_format=torch.channels_last)
-                     for part in grad.split(ctx.sizes, dim=1))
+        return tuple(part.contiguous(memory_format=torch.channels_last) if need else None
+                     for part, need in zip(grad.split(ctx.sizes, dim=1), ctx.needs_input_grad))
 
 
 def cat_channels(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
