@@ -95,13 +95,16 @@ def _bn_forward(z: torch.Tensor, rm, rv, factor: float, eps: float) -> tuple[tor
     return out, invstd
 
 
-def _bn_backward(grad: torch.Tensor, out: torch.Tensor, invstd: torch.Tensor, eps: float) -> torch.Tensor:
-    """d loss / d input of an affine-free training BN, from its output: ``invstd * (g - mean g - y mean(g y))``.
-    One fused kernel: the output stands for the input with mean 0 and invstd 1, and the real invstd enters as
-    the affine weight."""
-    zeros, ones = torch.zeros_like(invstd), torch.ones_like(invstd)
-    return torch.ops.aten.native_batch_norm_backward(grad, out, invstd, None, None, zeros, ones, True, eps,
-                                                     [True, False, False])[0]
+def _bn_backward(grad: torch.Tensor, out: torch.Tensor, weight: torch.Tensor, eps: float, need_input: bool = True,
+                 need_weight: bool = False) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of an affine-free training BN, from its output, scaled by ``weight / invstd``: the input's,
+    ``weight * (g - mean g - y mean(g y))``, and the per-channel ``sum(g * y)``. One fused kernel: the output
+    stands for the input with mean 0 and invstd 1, and ``weight`` (the real invstd, times a gate if any) enters
+    as the affine weight, whose "weight gradient" is that sum."""
+    zeros, ones = torch.zeros_like(weight), torch.ones_like(weight)
+    g_in, g_w, _ = torch.ops.aten.native_batch_norm_backward(grad, out, weight, None, None, zeros, ones, True, eps,
+                                                             [need_input, need_weight, False])
+    return g_in, g_w
 
 
 def _gate_output(ctx, acc, gates, k: int, out: torch.Tensor) -> torch.Tensor:
@@ -132,10 +135,7 @@ def _gated_bn_backward(ctx, grad, out, invstd, eps, gates, need_input: bool):
     if not (need_input or need_gate):
         return None, None
     weight = invstd if gates is None else invstd * gates[ctx.k]
-    grad = grad.contiguous(memory_format=_format(out))
-    zeros, ones = torch.zeros_like(invstd), torch.ones_like(invstd)
-    g_in, g_w, _ = torch.ops.aten.native_batch_norm_backward(grad, out, weight, None, None, zeros, ones, True, eps,
-                                                             [need_input, need_gate, False])
+    g_in, g_w = _bn_backward(grad.contiguous(memory_format=_format(out)), out, weight, eps, need_input, need_gate)
     g_gates = None
     if need_gate:
         g_gates = torch.zeros_like(gates)
@@ -221,7 +221,7 @@ class _SepConv(torch.autograd.Function):
         del a2, gz2
         gd1, g_dw2 = _dw_backward(ga2, d1, dw2, geom2, True, need[3])
         del ga2, d1
-        gz1 = _bn_backward(torch.ops.aten.threshold_backward(gd1, c1, 0), c1, invstd1, eps1)
+        gz1 = _bn_backward(torch.ops.aten.threshold_backward(gd1, c1, 0), c1, invstd1, eps1)[0]
         del gd1, c1
         ga1, g_pw1 = _pw_backward(gz1, a1, pw1, need[0] or need[1], need[2])
         del a1, gz1
@@ -279,9 +279,10 @@ def _block_parts(seq: nn.Module):
     return isinstance(first, nn.ReLU), dw, pw, bn
 
 
-def _lean_plan(op: nn.Module):
-    """How ``op`` runs through the lean functions: ``(kind, parts)``, or None when it is not one of the DARTS
-    search ops they cover (separable or dilated conv, pooling followed by BN) or has hooks."""
+def lean_plan(op: nn.Module):
+    """How ``lean_run`` runs ``op`` through the lean functions: ``(kind, parts)``, or None when it is not one of
+    the DARTS search ops they cover (separable or dilated conv, pooling followed by BN) or has hooks (the module
+    then runs itself)."""
     if _hooked(op):
         return None  # hooks may change what a module computes: the module runs itself
     if type(op) is DilConv:
@@ -306,18 +307,13 @@ def _hooked(m: nn.Module) -> bool:
                                                                    if c is not None)
 
 
-def lean_plan(op: nn.Module):
-    """What ``lean_run`` needs to run ``op`` through the lean functions, or None (the module runs itself)."""
-    return _lean_plan(op)
-
-
 def lean_forward(op: nn.Module, x: torch.Tensor, gate: tuple[torch.Tensor, int, torch.Tensor | None] | None = None
                  ) -> torch.Tensor | None:
     """``op(x)`` through the lean functions when ``op`` is one of the DARTS search ops they cover, else None.
 
     ``gate=(gates, k, acc)``: ``gates[k] * op(x)`` instead, added in place into ``acc`` when it is not None
     (the mixed op's weighted sum, one op at a time; the gate's gradient comes out of BN's backward)."""
-    plan = _lean_plan(op)
+    plan = lean_plan(op)
     return None if plan is None else lean_run(plan, x, gate)
 
 
