@@ -155,3 +155,28 @@ def test_second_order_needs_the_weight_optimizer():
                                               (torch.randn(2, 5), torch.tensor([0, 1])), None)
     with pytest.raises(ValueError, match="order"):
         Architect(net, order=3)
+
+
+class _OutsideAlpha(SmoothMixture):
+    """The same model with its alphas held as a plain tensor, not a registered parameter."""
+
+    def __init__(self):
+        super().__init__()
+        alpha = self.alpha.detach().clone().requires_grad_(True)
+        del self.alpha
+        self.alpha = alpha
+
+
+def test_second_order_accepts_alphas_that_are_not_registered_parameters():
+    torch.manual_seed(0)
+    registered = SmoothMixture()
+    outside = _OutsideAlpha()
+    outside.load_state_dict({k: v for k, v in registered.state_dict().items() if k != "alpha"})
+    with torch.no_grad():
+        outside.alpha.copy_(registered.alpha)
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    grads = []
+    for net in (registered, outside):
+        opt = torch.optim.SGD(net.weights(), 0.1, momentum=0.9, weight_decay=3e-4)
+        grads.append(Architect(net, order=2).hypergradient((x, y), (x, y), opt))
+    torch.testing.assert_close(grads[0], grads[1])

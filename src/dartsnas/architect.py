@@ -64,7 +64,6 @@ class Architect:
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _weight_names(self, weights: Sequence[torch.Tensor]) -> list[str]:
-        """The network's parameter names of ``weights`` (or of any of its parameters, the alphas too)."""
         names = {id(p): n for n, p in self.network.named_parameters()}
         return [names[id(w)] for w in weights]
 
@@ -144,7 +143,8 @@ class Architect:
     def _finite_difference(self, train_batch, val_batch, weights, weight_names, alphas, hyper):
         # grad_w L_train(w, a) for the virtual step; the alphas enter detached, so that no alpha gradient is
         # computed on the way (the mixed ops' dot products)
-        frozen = {n: a.detach() for n, a in zip(self._weight_names(alphas), alphas)}
+        names = {id(p): n for n, p in self.network.named_parameters()}
+        frozen = {names[id(a)]: a.detach() for a in alphas if id(a) in names}  # alphas held outside: as they are
         g_train = torch.autograd.grad(self._loss(train_batch, frozen), weights, allow_unused=True)
         g_train = self.grad_reducer([torch.zeros_like(w) if g is None else g for w, g in zip(weights, g_train)])
         with torch.no_grad():
