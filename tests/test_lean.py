@@ -255,3 +255,24 @@ def test_gated_lean_op_refuses_a_sum_it_cannot_add_into():
         lean_forward(copy.deepcopy(op), x, (gates, 1, torch.zeros(2, 4, 3, 3) * gates[0]))
     with pytest.raises(RuntimeError, match="one shape and dtype"):
         lean_forward(copy.deepcopy(op), x, (gates, 1, torch.zeros(2, 4, 6, 6, dtype=torch.float64) * gates[0]))
+
+
+@pytest.mark.parametrize("k,size,phases", [(3, 8, True), (3, 6, True), (5, 8, True), (5, 16, False), (3, 7, False)])
+def test_dilated_weight_gradient_through_pixel_phases(k, size, phases, monkeypatch):
+    """A dilation-2 weight gradient on an even channels-last map goes through the four pixel phases where that
+    is the faster kernel, and equals oneDNN's own in float64 either way."""
+    from dartsnas.ops import depthwise
+
+    taken = []
+    real = depthwise._phases
+    monkeypatch.setattr(depthwise, "_phases", lambda t: taken.append(t.shape) or real(t))
+    torch.manual_seed(3)
+    C, p = 5, k - 1
+    x = torch.randn(2, C, size, size, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    g = torch.randn(2, C, size, size, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(C, 1, k, k, dtype=torch.float64)
+    _, grad_w = depthwise.depthwise_backward(g, x, w, (False, 1, p, 2), False, True)
+    ref = torch.ops.aten.convolution_backward(g, x, w, None, [1, 1], [p, p], [2, 2], False, [0, 0], C,
+                                              [False, True, False])[1]
+    assert bool(taken) == phases
+    assert torch.allclose(grad_w, ref, rtol=0, atol=1e-12)
