@@ -17,7 +17,13 @@ slow in two places, and both have an exact rewrite:
   kernel with half the padding, and summing over that batch sums over the phases. Where oneDNN's own kernel is
   faster (a 5x5 kernel on larger maps) it keeps it.
 
-Elsewhere (other strides, paddings, GPUs, mixed precision) it is ``nn.Conv2d``'s own forward.
+One more is a correctness fix, not a speed-up: on the CPU, oneDNN's **bfloat16 weight gradient of a dilated
+stride-1 depthwise convolution** is wrong on maps of about 31 pixels and more (torch 2.14.1, channels-last:
+relative errors of 1 and up to 1e35; forward and input gradient are right, and so is float16). It is computed
+in float32 and rounded to bfloat16 instead, for a bf16 module as well as under CPU autocast, which therefore
+runs this convolution through the same autograd function.
+
+Elsewhere (other strides, paddings, GPUs) it is ``nn.Conv2d``'s own forward.
 """
 from __future__ import annotations
 
@@ -64,6 +70,12 @@ def depthwise_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
     groups = weight.shape[0]
     inp = x[:, :, ::2, ::2] if subsample else x
     grad_x = grad_w = None
+    if need_w and inp.dtype == torch.bfloat16 and d > 1 and s == 1 and inp.device.type == "cpu":
+        # oneDNN's bf16 kernel is wrong here (module docstring): float32, then rounded
+        grad_w = torch.ops.aten.convolution_backward(grad.float(), inp.float(), weight.float(), None, [s, s],
+                                                     [p, p], [d, d], False, [0, 0], groups,
+                                                     [False, True, False])[1].to(weight.dtype)
+        need_w = False
     if need_w and _phase_weight_grad(grad, inp, weight.shape[-1], s, p, d):
         grad_w = torch.ops.aten.convolution_backward(_phases(grad), _phases(inp), weight, None, [1, 1],
                                                      [p // 2, p // 2], [1, 1], False, [0, 0], groups,
@@ -122,6 +134,12 @@ class DepthwiseConv2d(nn.Conv2d):
         if not (self._subsample or self._same_stride1):
             return super().forward(x)
         w, geom = self.weight, self.geometry()
-        if x.device.type == "cpu" and x.dtype == w.dtype and not torch.is_autocast_enabled("cpu"):
-            return _Depthwise.apply(x, w, geom)
+        if x.device.type == "cpu":
+            if not torch.is_autocast_enabled("cpu"):
+                if x.dtype == w.dtype:
+                    return _Depthwise.apply(x, w, geom)
+            elif x.dtype in (torch.float32, torch.bfloat16) and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+                # what autocast would do (a bf16 convolution), through the function that fixes its backward
+                with torch.autocast("cpu", enabled=False):
+                    return _Depthwise.apply(x.to(torch.bfloat16), w.to(torch.bfloat16), geom)
         return depthwise_forward(x, w, geom)
