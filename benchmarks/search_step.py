@@ -32,10 +32,14 @@ YARDSTICK_DIR = Path(__file__).resolve().parents[2] / "shared" / "yardstick"
 OURS = {"ours": {"recompute": "ops"}, "ours-off": {"recompute": "off"}, "ours-cells": {"recompute": "cells"},
         "ours-edges": {"recompute": "edges"}, "ours-all": {"recompute": "all"},
         "ours-pc4": {"recompute": "ops", "partial_channels": 4},
+        # bf16 autocast as `dartsnas search --amp bf16` runs it (weight step and first-order alpha step; the
+        # second-order alpha step stays float32): meant for GPUs, runs on the CPU too
+        "ours-bf16": {"recompute": "ops", "amp": "bf16"},
         # second order with the exact hypergradient (double backward) instead of the finite difference
         "ours-exact": {"hessian": "exact"}, "ours-edges-exact": {"recompute": "edges", "hessian": "exact"}}
 SECOND_ORDER_ONLY = {name for name, mode in OURS.items() if "hessian" in mode}
 IMPLS = (*OURS, "yardstick")
+TRAIN_IMPLS = ("contiguous", "channels-last", "channels-last-bf16")
 
 # Full-size defaults (the paper's search network) and the tiny --quick ones; explicit options win over both.
 DEFAULTS = dict(batch_sizes="64,32", warmup=2, iters=5, init_channels=16, layers=8, nodes=4, train_batch=96)
@@ -55,6 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also time training of the DARTS_V2 network (C=36, 20 layers, auxiliary head, drop "
                         "path; --quick: C=8, 5 layers), channels-last and not")
     p.add_argument("--train-batch", type=int, default=None, help="training batch size (default 96; --quick: 8)")
+    p.add_argument("--train-impls", default="contiguous,channels-last",
+                   help=f"comma-separated from {','.join(TRAIN_IMPLS)} (default contiguous,channels-last)")
     p.add_argument("--markdown", type=Path, default=None, help="also write a Markdown table to this file")
     p.add_argument("--mode", default="search", help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default 2; --quick: 1)")
@@ -67,6 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="cpu (default), cuda, or auto (cuda when available)")
     p.add_argument("--include-weight-step", action="store_true",
                    help="also time a weight step alone (after the search iterations)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every (order, batch) group this many times, the implementations interleaved "
+                        "(yardstick, ours, yardstick, ours, ...); times and ratios are medians over the rounds, "
+                        "each ratio taken within one round (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=0,
                    help="seconds per worker before it is killed and reported as an error (default 0: none)")
@@ -94,6 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name.replace('_', '-')} is too small: {getattr(args, name)}")
     if args.iters < 1:
         p.error("--iters must be >= 1")
+    if args.rounds < 1:
+        p.error("--rounds must be >= 1")
 
     if args.impl is None:
         args.impl = ["ours"] + (["yardstick"] if YARDSTICK_DIR.is_dir() else [])
@@ -101,11 +113,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.impl = [i.strip() for i in args.impl.split(",") if i.strip()]
         unknown = [i for i in args.impl if i not in IMPLS]
         if args.worker and args.mode == "train":
-            unknown = [i for i in args.impl if i not in ("channels-last", "contiguous")]
+            unknown = [i for i in args.impl if i not in TRAIN_IMPLS]
         if unknown or not args.impl:
             p.error(f"--impl: unknown {', '.join(unknown) or '(empty)'}; known: {', '.join(IMPLS)}")
         if "yardstick" in args.impl and not YARDSTICK_DIR.is_dir():
             p.error(f"--impl yardstick needs {YARDSTICK_DIR}, which is not there")
+    args.train_impls = [i.strip() for i in args.train_impls.split(",") if i.strip()]
+    if not args.train_impls or any(i not in TRAIN_IMPLS for i in args.train_impls):
+        p.error(f"--train-impls takes {', '.join(TRAIN_IMPLS)}, comma-separated")
     # The reference first in each group, as the yardstick README asks.
     if not (args.worker and args.mode == "train"):
         args.impl = [i for i in ("yardstick", *OURS) if i in args.impl]
@@ -164,7 +179,7 @@ def _build(impl: str, args: argparse.Namespace, order: int, device):
             w_opt.step()
     else:
         from dartsnas import Architect, SearchNetwork, SearchSpace
-        from dartsnas.engine.common import tune_malloc
+        from dartsnas.engine.common import autocast, tune_malloc
 
         if device.type == "cpu":
             tune_malloc()  # as dartsnas search does on the CPU
@@ -172,13 +187,15 @@ def _build(impl: str, args: argparse.Namespace, order: int, device):
         space = SearchSpace(nodes=args.nodes, multiplier=args.nodes)
         mode = dict(OURS[impl])
         hessian = mode.pop("hessian", "finite-difference")
+        amp = torch.bfloat16 if mode.pop("amp", None) == "bf16" else None
         net = SearchNetwork(space, C=args.init_channels, num_classes=10, layers=args.layers, **mode)
         net.to(device, memory_format=torch.channels_last)  # dartsnas search's default
         w_opt = torch.optim.SGD(net.weights(), 0.025, momentum=0.9, weight_decay=3e-4)
         arch = Architect(net, order=order, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3, hessian=hessian)
 
         def arch_step(xt, yt, xv, yv):
-            arch.step((xt, yt), (xv, yv), w_opt)
+            with autocast(device, amp if order == 1 else None):
+                arch.step((xt, yt), (xv, yv), w_opt)
 
         def weight_step(x, y):  # as dartsnas.engine.search does it: no alpha gradient in the weight step
             w_opt.zero_grad(set_to_none=True)
@@ -186,7 +203,9 @@ def _build(impl: str, args: argparse.Namespace, order: int, device):
             for a in alphas:
                 a.requires_grad_(False)
             try:
-                F.cross_entropy(net(x), y).backward()
+                with autocast(device, amp):
+                    logits = net(x)
+                F.cross_entropy(logits.float(), y).backward()
             finally:
                 for a in alphas:
                     a.requires_grad_(True)
@@ -274,11 +293,12 @@ def run_worker(args: argparse.Namespace) -> dict:
 
 def run_train_worker(args: argparse.Namespace) -> dict:
     """Training throughput of the DARTS_V2 network as ``dartsnas train`` runs it (SGD, auxiliary head 0.4,
-    drop path 0.2, clip 5), channels-last or not (``--impl channels-last|contiguous``)."""
+    drop path 0.2, clip 5), channels-last or not, in float32 or under bf16 autocast
+    (``--impl contiguous|channels-last|channels-last-bf16``)."""
     import torch
     import torch.nn.functional as F
 
-    from dartsnas.engine.common import tune_malloc
+    from dartsnas.engine.common import autocast, tune_malloc
     from dartsnas.genotype import load_genotype
     from dartsnas.network import EvalNetwork
 
@@ -287,7 +307,8 @@ def run_train_worker(args: argparse.Namespace) -> dict:
     if device.type == "cpu":
         tune_malloc()  # as dartsnas train does on the CPU
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    fmt = torch.channels_last if args.impl[0] == "channels-last" else torch.contiguous_format
+    fmt = torch.channels_last if args.impl[0].startswith("channels-last") else torch.contiguous_format
+    amp = torch.bfloat16 if args.impl[0].endswith("-bf16") else None
     C, layers = (8, 5) if args.quick else (36, 20)
     batch = args.train_batch
     gen = torch.Generator().manual_seed(args.seed)
@@ -304,8 +325,9 @@ def run_train_worker(args: argparse.Namespace) -> dict:
         sync()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        logits, aux = net(x)
-        loss = F.cross_entropy(logits, y) + 0.4 * F.cross_entropy(aux, y)
+        with autocast(device, amp):
+            logits, aux = net(x)
+        loss = F.cross_entropy(logits.float(), y) + 0.4 * F.cross_entropy(aux.float(), y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()
@@ -373,26 +395,59 @@ def run_config(args: argparse.Namespace, impl: str, order: int, batch: int, devi
 
 
 def _ratios(results: list[dict], orders: list[int], batches: list[int], cuda: bool) -> list[dict]:
-    """Each of our modes against the yardstick at the same order and batch size."""
-    by_key = {(r["impl"], r["order"], r["batch"]): r for r in results if "error" not in r and "order" in r}
+    """Each of our modes against the yardstick at the same order and batch size: each ratio taken within one
+    round (the two runs side by side), then the median over the rounds."""
+    by_key = {(r["impl"], r["order"], r["batch"], r.get("round", 0)): r
+              for r in results if "error" not in r and "order" in r}
+    rounds = sorted({k[3] for k in by_key})
     mem_key = "peak_cuda_delta_mib" if cuda else "peak_rss_delta_mib"
     out = []
     for order in orders:
         for batch in batches:
-            ref = by_key.get(("yardstick", order, batch))
             for impl in OURS:
-                ours = by_key.get((impl, order, batch))
-                if ref is None or ours is None:
+                pairs = [(by_key[("yardstick", order, batch, n)], by_key[(impl, order, batch, n)]) for n in rounds
+                         if ("yardstick", order, batch, n) in by_key and (impl, order, batch, n) in by_key]
+                if not pairs:
                     continue
-                row = {"impl": impl, "order": order, "batch": batch,
-                       "speedup_vs_yardstick": ref["median_s"] / ours["median_s"],
-                       "memory_ratio_vs_yardstick": ours[mem_key] / ref[mem_key] if ref[mem_key] > 0 else None,
+                speed = [ref["median_s"] / ours["median_s"] for ref, ours in pairs]
+                memory = [ours[mem_key] / ref[mem_key] for ref, ours in pairs if ref[mem_key] > 0]
+                row = {"impl": impl, "order": order, "batch": batch, "rounds": len(pairs),
+                       "speedup_vs_yardstick": statistics.median(speed), "speedup_per_round": speed,
+                       "memory_ratio_vs_yardstick": statistics.median(memory) if memory else None,
                        "memory_metric": mem_key,
-                       "peak_rss_ratio_vs_yardstick": ours["peak_rss_mib"] / ref["peak_rss_mib"]}
-                if "weight_step_median_s" in ref and "weight_step_median_s" in ours:
-                    row["weight_step_speedup_vs_yardstick"] = (ref["weight_step_median_s"]
-                                                               / ours["weight_step_median_s"])
+                       "peak_rss_ratio_vs_yardstick": statistics.median(
+                           [ours["peak_rss_mib"] / ref["peak_rss_mib"] for ref, ours in pairs])}
+                weight = [ref["weight_step_median_s"] / ours["weight_step_median_s"] for ref, ours in pairs
+                          if "weight_step_median_s" in ref and "weight_step_median_s" in ours]
+                if weight:
+                    row["weight_step_speedup_vs_yardstick"] = statistics.median(weight)
                 out.append(row)
+    return out
+
+
+def summarize(results: list[dict]) -> list[dict]:
+    """One entry per (implementation, order, batch): the median over rounds of each round's median time (and
+    weight-step time), the highest peak memory, the median memory growth; errors as they came."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        if "order" in r:
+            groups.setdefault((r["impl"], r["order"], r["batch"]), []).append(r)
+    out = []
+    for (impl, order, batch), runs in groups.items():
+        ok = [r for r in runs if "error" not in r]
+        if not ok:
+            out.append({"impl": impl, "order": order, "batch": batch, "error": runs[0]["error"]})
+            continue
+        entry = {"impl": impl, "order": order, "batch": batch, "rounds": len(ok),
+                 "median_s": statistics.median(r["median_s"] for r in ok),
+                 "peak_rss_mib": max(r["peak_rss_mib"] for r in ok),
+                 "peak_rss_delta_mib": statistics.median(r["peak_rss_delta_mib"] for r in ok)}
+        if all("weight_step_median_s" in r for r in ok):
+            entry["weight_step_median_s"] = statistics.median(r["weight_step_median_s"] for r in ok)
+        if all("peak_cuda_mib" in r for r in ok):
+            entry["peak_cuda_mib"] = max(r["peak_cuda_mib"] for r in ok)
+            entry["peak_cuda_delta_mib"] = statistics.median(r["peak_cuda_delta_mib"] for r in ok)
+        out.append(entry)
     return out
 
 
@@ -400,17 +455,17 @@ def markdown(report: dict) -> str:
     """The report as Markdown tables (search against the yardstick, then training throughput)."""
     m = report["machine"]
     cuda = m["device"].startswith("cuda")
+    rounds = report["config"].get("rounds", 1)
+    over = (f"; the median of {rounds} interleaved rounds, each ratio taken within a round" if rounds > 1 else "")
     lines = [f"Machine: {m.get('device_name', m['processor'])}, {m['cpu_count']} CPUs, {m['threads']} threads, "
              f"torch {m['torch']}, {m['device']}. Median of {report['config']['iters']} iterations after "
-             f"{report['config']['warmup']} warm-up(s); C={report['config']['init_channels']}, "
+             f"{report['config']['warmup']} warm-up(s){over}; C={report['config']['init_channels']}, "
              f"{report['config']['layers']} layers, {report['config']['nodes']} nodes, 3x32x32 inputs.", "",
              "| mode | order | batch | s / iteration | speed-up | weight step alone (s) | peak memory (MiB) "
              "| memory growth ratio |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     ratios = {(q["impl"], q["order"], q["batch"]): q for q in report["ratios"]}
-    for r in report["results"]:
-        if "order" not in r:
-            continue
+    for r in report.get("summary") or summarize(report["results"]):
         if "error" in r:
             lines.append(f"| {r['impl']} | {r['order']} | {r['batch']} | error: {r['error']} | | | | |")
             continue
@@ -486,7 +541,8 @@ def main(argv: list[str] | None = None) -> int:
               "warmup": args.warmup, "iters": args.iters, "init_channels": args.init_channels,
               "layers": args.layers, "nodes": args.nodes, "num_classes": 10, "input": [3, 32, 32],
               "include_weight_step": args.include_weight_step, "seed": args.seed, "quick": args.quick,
-              "train": args.train, "train_batch": args.train_batch,
+              "rounds": args.rounds,
+              "train": args.train, "train_batch": args.train_batch, "train_impls": args.train_impls,
               "yardstick": str(YARDSTICK_DIR) if "yardstick" in args.impl else None,
               "timed": "architecture step + weight step (median over iterations, each on a fresh random batch)",
               "images_per_s": "training images per second of search (each iteration also uses one validation batch)"}
@@ -494,25 +550,27 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for order in args.orders:
         for batch in args.batch_sizes:
-            for impl in args.impl:  # yardstick first, then ours: a noisy minute hurts both sides of a pair
-                if order == 1 and impl in SECOND_ORDER_ONLY:
-                    continue
-                print(f"[bench] {impl} order {order} batch {batch} ...", file=sys.stderr, flush=True)
-                r = run_config(args, impl, order, batch, device)
-                results.append(r)
-                print("[bench]   " + (f"error: {r['error']}" if "error" in r else
-                                       f"median {r['median_s']:.3f} s, peak RSS {r['peak_rss_mib']:.0f} MiB"),
-                      file=sys.stderr, flush=True)
+            for rnd in range(args.rounds):
+                for impl in args.impl:  # yardstick first, then ours: a noisy minute hurts both sides of a pair
+                    if order == 1 and impl in SECOND_ORDER_ONLY:
+                        continue
+                    tag = f" (round {rnd + 1}/{args.rounds})" if args.rounds > 1 else ""
+                    print(f"[bench] {impl} order {order} batch {batch}{tag} ...", file=sys.stderr, flush=True)
+                    r = {**run_config(args, impl, order, batch, device), "round": rnd}
+                    results.append(r)
+                    print("[bench]   " + (f"error: {r['error']}" if "error" in r else
+                                           f"median {r['median_s']:.3f} s, peak RSS {r['peak_rss_mib']:.0f} MiB"),
+                          file=sys.stderr, flush=True)
 
     if args.train:
-        for impl in ("contiguous", "channels-last"):
+        for impl in args.train_impls:
             print(f"[bench] train {impl} batch {args.train_batch} ...", file=sys.stderr, flush=True)
             r = run_config(args, impl, 1, args.train_batch, device, mode="train")
             results.append(r)
             print("[bench]   " + (f"error: {r['error']}" if "error" in r else f"{r['images_per_s']:.1f} images/s"),
                   file=sys.stderr, flush=True)
 
-    report = {"machine": machine, "config": config, "results": results,
+    report = {"machine": machine, "config": config, "results": results, "summary": summarize(results),
               "ratios": _ratios(results, args.orders, args.batch_sizes, device == "cuda")}
     text = json.dumps(report, indent=2)
     print(text)

@@ -46,3 +46,39 @@ def test_modes_training_and_markdown(tmp_path):
     assert all(r["images_per_s"] > 0 and r["batch"] == 8 for r in train)
     text = md.read_text()
     assert "| ours-edges | 1 | 4 |" in text and "| ours-pc4 | 1 | 4 |" in text and "images / s" in text
+
+
+@pytest.mark.slow
+def test_interleaved_rounds_and_bf16_rows(tmp_path):
+    """--rounds repeats each group with the implementations interleaved; times and ratios are medians over the
+    rounds, each ratio taken within a round; bf16 rows for search and training."""
+    md = tmp_path / "bench.md"
+    yardstick = (SCRIPT.parents[2] / "shared" / "yardstick").is_dir()
+    impls = ("yardstick," if yardstick else "") + "ours,ours-bf16"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--impl", impls, "--orders", "1",
+                           "--batch-sizes", "4", "--rounds", "2", "--train", "--train-impls", "channels-last-bf16",
+                           "--markdown", str(md)], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    search = [(r["impl"], r["round"]) for r in report["results"] if r.get("mode") != "train"]
+    names = impls.split(",")
+    assert search == [(n, k) for k in (0, 1) for n in names]  # interleaved: a, b, a, b
+    assert all("error" not in r for r in report["results"]), report["results"]
+    for entry in report["summary"]:
+        runs = [r["median_s"] for r in report["results"] if r.get("impl") == entry["impl"] and "round" in r]
+        assert entry["rounds"] == 2 and entry["median_s"] == pytest.approx(sum(runs) / 2)  # median of two
+    if yardstick:
+        for q in report["ratios"]:
+            assert q["rounds"] == 2 and len(q["speedup_per_round"]) == 2
+            assert q["speedup_vs_yardstick"] == pytest.approx(sum(q["speedup_per_round"]) / 2)
+    train = [r for r in report["results"] if r.get("mode") == "train"]
+    assert [r["impl"] for r in train] == ["channels-last-bf16"] and train[0]["images_per_s"] > 0
+    text = md.read_text()
+    assert "2 interleaved rounds" in text and "| ours-bf16 | 1 | 4 |" in text and "channels-last-bf16" in text
+
+
+def test_bad_rounds_and_train_impls_are_one_line_errors():
+    for bad in (["--rounds", "0"], ["--train-impls", "fp8"]):
+        proc = subprocess.run([sys.executable, str(SCRIPT), *bad], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert proc.stderr.strip().splitlines()[-1].startswith("search_step.py: error:")
