@@ -18,7 +18,10 @@ def _module():
 
 def test_quick_cpu_check_compares_both_precisions_and_passes(tmp_path):
     out, md = tmp_path / "amp.json", tmp_path / "amp.md"
-    code = _module().main(["--quick", "--device", "cpu", "--out", str(out), "--markdown", str(md)])
+    # a loose cosine bound: the first Adam steps move each alpha by about lr * sign(gradient), and CPUs differ in
+    # how they round bf16 (the GPU default of the script is 0.9)
+    code = _module().main(["--quick", "--device", "cpu", "--min-cosine", "0.5", "--out", str(out),
+                           "--markdown", str(md)])
     report = json.loads(out.read_text())
     search, train = report["search"], report["train"]
     assert len(search["loss_fp32"]) == len(search["loss_bf16"]) == 4

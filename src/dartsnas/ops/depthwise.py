@@ -56,8 +56,8 @@ def _phase_weight_grad(grad: torch.Tensor, inp: torch.Tensor, k: int, s: int, p:
     channels-last, even sizes, "same" padding, and where it measured faster (every 3x3 kernel; a 5x5 kernel
     only when its padding spans the map)."""
     H, W = inp.shape[-2:]
-    return (d == 2 and s == 1 and p == k - 1 and H % 2 == 0 and W % 2 == 0 and inp.device.type == "cpu"
-            and inp.is_contiguous(memory_format=torch.channels_last)
+    return (d == 2 and s == 1 and k % 2 == 1 and p == k - 1 and H % 2 == 0 and W % 2 == 0
+            and inp.device.type == "cpu" and inp.is_contiguous(memory_format=torch.channels_last)
             and grad.is_contiguous(memory_format=torch.channels_last) and (k == 3 or min(H, W) <= 2 * p))
 
 
@@ -138,7 +138,8 @@ class DepthwiseConv2d(nn.Conv2d):
             if not torch.is_autocast_enabled("cpu"):
                 if x.dtype == w.dtype:
                     return _Depthwise.apply(x, w, geom)
-            elif x.dtype in (torch.float32, torch.bfloat16) and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+            elif (x.is_floating_point() and x.dtype != torch.float64
+                  and torch.get_autocast_dtype("cpu") == torch.bfloat16):
                 # what autocast would do (a bf16 convolution), through the function that fixes its backward
                 with torch.autocast("cpu", enabled=False):
                     return _Depthwise.apply(x.to(torch.bfloat16), w.to(torch.bfloat16), geom)
