@@ -548,6 +548,13 @@ def main(argv: list[str] | None = None) -> int:
               "images_per_s": "training images per second of search (each iteration also uses one validation batch)"}
 
     results = []
+
+    def save_partial():  # after every configuration: a run cut short (a time limit) keeps what it measured
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            partial = {"machine": machine, "config": config, "results": results, "partial": True}
+            args.out.write_text(json.dumps(partial, indent=2) + "\n")
+
     for order in args.orders:
         for batch in args.batch_sizes:
             for rnd in range(args.rounds):
@@ -558,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"[bench] {impl} order {order} batch {batch}{tag} ...", file=sys.stderr, flush=True)
                     r = {**run_config(args, impl, order, batch, device), "round": rnd}
                     results.append(r)
+                    save_partial()
                     print("[bench]   " + (f"error: {r['error']}" if "error" in r else
                                            f"median {r['median_s']:.3f} s, peak RSS {r['peak_rss_mib']:.0f} MiB"),
                           file=sys.stderr, flush=True)
@@ -567,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench] train {impl} batch {args.train_batch} ...", file=sys.stderr, flush=True)
             r = run_config(args, impl, 1, args.train_batch, device, mode="train")
             results.append(r)
+            save_partial()
             print("[bench]   " + (f"error: {r['error']}" if "error" in r else f"{r['images_per_s']:.1f} images/s"),
                   file=sys.stderr, flush=True)
 

@@ -82,3 +82,28 @@ def test_bad_rounds_and_train_impls_are_one_line_errors():
         proc = subprocess.run([sys.executable, str(SCRIPT), *bad], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2
         assert proc.stderr.strip().splitlines()[-1].startswith("search_step.py: error:")
+
+
+def test_a_run_cut_short_keeps_what_it_measured(tmp_path, monkeypatch):
+    """The JSON is rewritten after every configuration, so a run stopped by a time limit keeps its results."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("search_step", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    calls = []
+
+    def fake_run_config(args, impl, order, batch, device, mode="search"):
+        calls.append((impl, order))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what a time limit's signal looks like to the parent
+        return {"impl": impl, "order": order, "batch": batch, "median_s": 1.0, "min_s": 1.0, "times_s": [1.0],
+                "peak_rss_mib": 1.0, "peak_rss_delta_mib": 0.0}
+
+    monkeypatch.setattr(bench, "run_config", fake_run_config)
+    out = tmp_path / "bench.json"
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--impl", "ours", "--orders", "1,2", "--batch-sizes", "4", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["partial"] is True
+    assert [(r["impl"], r["order"]) for r in saved["results"]] == [("ours", 1)]
