@@ -88,10 +88,10 @@ def _batches(n: int, batch: int, device, seed: int):
 def search_run(args: argparse.Namespace, device, bf16: bool) -> dict:
     """``steps`` search iterations (alpha step, then weight step) as the search engine runs them."""
     import torch
-    import torch.nn.functional as F
 
     from dartsnas import Architect, SearchNetwork, SearchSpace
     from dartsnas.engine.common import autocast
+    from dartsnas.engine.search import weight_backward
 
     amp = torch.bfloat16 if bf16 else None
     torch.manual_seed(args.seed)
@@ -111,22 +111,12 @@ def search_run(args: argparse.Namespace, device, bf16: bool) -> dict:
         with autocast(device, amp if args.order == 1 else None):
             arch_losses.append(arch.step((x, y), (xv, yv), w_opt)["arch_loss"])
         w_opt.zero_grad(set_to_none=True)
-        alphas = net.alphas()
-        for a in alphas:
-            a.requires_grad_(False)
-        try:
-            with autocast(device, amp):
-                logits = net(x)
-            loss = F.cross_entropy(logits.float(), y)
-            loss.backward()
-        finally:
-            for a in alphas:
-                a.requires_grad_(True)
+        loss, _ = weight_backward(net, x, y, device, amp)  # as the search engine's weight step
         torch.nn.utils.clip_grad_norm_(net.weights(), 5.0)
         w_opt.step()
         _sync(device)
         times.append(time.perf_counter() - t0)
-        losses.append(float(loss.detach()))
+        losses.append(float(loss))
     moved = [(a.detach() - s).float().cpu() for a, s in zip(net.alphas(), start)]
     return {"losses": losses, "arch_losses": arch_losses, "times_s": times, "moved": moved,
             "first_grad": first_grad, "genotype": str(net.genotype())}

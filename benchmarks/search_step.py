@@ -161,7 +161,6 @@ def _import_impl(impl: str):
 def _build(impl: str, args: argparse.Namespace, order: int, device):
     """(network, weight optimizer, search_step, weight_step) for one implementation."""
     import torch
-    import torch.nn.functional as F
 
     if impl == "yardstick":
         refdarts = _import_impl("yardstick")
@@ -180,6 +179,7 @@ def _build(impl: str, args: argparse.Namespace, order: int, device):
     else:
         from dartsnas import Architect, SearchNetwork, SearchSpace
         from dartsnas.engine.common import autocast, tune_malloc
+        from dartsnas.engine.search import weight_backward
 
         if device.type == "cpu":
             tune_malloc()  # as dartsnas search does on the CPU
@@ -199,16 +199,7 @@ def _build(impl: str, args: argparse.Namespace, order: int, device):
 
         def weight_step(x, y):  # as dartsnas.engine.search does it: no alpha gradient in the weight step
             w_opt.zero_grad(set_to_none=True)
-            alphas = net.alphas()
-            for a in alphas:
-                a.requires_grad_(False)
-            try:
-                with autocast(device, amp):
-                    logits = net(x)
-                F.cross_entropy(logits.float(), y).backward()
-            finally:
-                for a in alphas:
-                    a.requires_grad_(True)
+            weight_backward(net, x, y, device, amp)
             torch.nn.utils.clip_grad_norm_(net.weights(), 5.0)
             w_opt.step()
 

@@ -45,6 +45,25 @@ RESUME_LOCKED = ("dataset", "layers", "init_channels", "nodes", "multiplier", "s
                  "arch_weight_decay", "arch_betas")
 
 
+def weight_backward(network: SearchNetwork, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+                    amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weight step's forward and backward: the cross-entropy's gradients accumulate into the weights only
+    (the alphas are frozen meanwhile, so no alpha gradient is computed), the forward under autocast to
+    ``amp_dtype`` when given. Returns the loss and the logits, detached."""
+    alphas = network.alphas()
+    for a in alphas:
+        a.requires_grad_(False)
+    try:
+        with autocast(device, amp_dtype):
+            logits = network(x)
+        loss = F.cross_entropy(logits.float(), y)
+        loss.backward()
+    finally:
+        for a in alphas:
+            a.requires_grad_(True)
+    return loss.detach(), logits.detach()
+
+
 def build_space(cfg: SearchConfig) -> SearchSpace:
     """The config's space: its ops modules imported, then the named space or space file, with primitives,
     nodes and multiplier overridden where the config gives them."""
@@ -352,23 +371,13 @@ class Search:
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.weight_optimizer.zero_grad(set_to_none=True)
-        alphas = self.network.alphas()
-        for a in alphas:  # the weight step needs no alpha gradient: do not compute it
-            a.requires_grad_(False)
-        try:
-            with autocast(self.device, self.amp_dtype):
-                logits = self.network(x)
-            loss = F.cross_entropy(logits.float(), y)
-            loss.backward()
-        finally:
-            for a in alphas:
-                a.requires_grad_(True)
+        loss, logits = weight_backward(self.network, x, y, self.device, self.amp_dtype)
         self.dist.average_grads_(self.network.weights())
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.network.weights(), self.cfg.grad_clip)
         self.weight_optimizer.step()
         self.dist.broadcast_buffers_(self.network)
-        return loss.detach(), logits.detach()
+        return loss, logits
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
