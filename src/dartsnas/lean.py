@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch.nn.modules import module as _module
 
 from .ops.darts import DilConv, SepConv
+from .ops import native
 from .ops.depthwise import DepthwiseConv2d, depthwise_backward as _dw_backward, depthwise_forward as _dw_forward
 
 _state = threading.local()
@@ -236,8 +237,10 @@ class _PoolBN(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, acc, gates, x, rm, rv, is_max: bool, stride: int, factor: float, eps: float, k: int):
-        p = (F.max_pool2d(x, 3, stride, 1) if is_max
-             else F.avg_pool2d(x, 3, stride, 1, count_include_pad=False))
+        p = native.max_pool3(x, stride) if is_max else None  # None: not float32 channels-last on the CPU
+        if p is None:
+            p = (F.max_pool2d(x, 3, stride, 1) if is_max
+                 else F.avg_pool2d(x, 3, stride, 1, count_include_pad=False))
         out, invstd = _bn_forward(p, rm, rv, factor, eps)
         ctx.save_for_backward(x, out, invstd, gates)
         ctx.is_max, ctx.stride, ctx.eps = is_max, stride, eps
@@ -253,8 +256,11 @@ class _PoolBN(torch.autograd.Function):
             return head + (None,) * 8
         s = ctx.stride
         if ctx.is_max:
-            _, idx = F.max_pool2d_with_indices(x, 3, s, 1)  # recomputed: int64 indices would cost 2 activations
-            gx = torch.ops.aten.max_pool2d_with_indices_backward(gp, x, [3, 3], [s, s], [1, 1], [1, 1], False, idx)
+            gx = native.max_pool3_backward(gp, x, s)  # the C kernel finds the maxima again: no indices kept
+            if gx is None:
+                _, idx = F.max_pool2d_with_indices(x, 3, s, 1)  # recomputed: int64 indices would cost 2 activations
+                gx = torch.ops.aten.max_pool2d_with_indices_backward(gp, x, [3, 3], [s, s], [1, 1], [1, 1], False,
+                                                                     idx)
         else:
             gx = torch.ops.aten.avg_pool2d_backward(gp, x, [3, 3], [s, s], [1, 1], False, False, None)
         return head + (gx,) + (None,) * 7

@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import native
 
 Geometry = tuple[bool, int, int, int]  # (subsample, stride, padding, dilation) of the convolution actually run
 
@@ -70,18 +71,26 @@ def depthwise_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor
     groups = weight.shape[0]
     inp = x[:, :, ::2, ::2] if subsample else x
     grad_x = grad_w = None
+    k = weight.shape[-1]
     if need_w and inp.dtype == torch.bfloat16 and d > 1 and s == 1 and inp.device.type == "cpu":
         # oneDNN's bf16 kernel is wrong here (module docstring): float32, then rounded
-        grad_w = torch.ops.aten.convolution_backward(grad.float(), inp.float(), weight.float(), None, [s, s],
-                                                     [p, p], [d, d], False, [0, 0], groups,
-                                                     [False, True, False])[1].to(weight.dtype)
+        g32, x32 = grad.float(), inp.float()
+        grad_w = native.depthwise_weight_grad(g32, x32, k, s, p, d) if k >= 5 else None
+        if grad_w is None:
+            grad_w = torch.ops.aten.convolution_backward(g32, x32, weight.float(), None, [s, s], [p, p], [d, d],
+                                                         False, [0, 0], groups, [False, True, False])[1]
+        grad_w = grad_w.to(weight.dtype)
         need_w = False
-    if need_w and _phase_weight_grad(grad, inp, weight.shape[-1], s, p, d):
+    if need_w and k >= 5 and weight.dtype == torch.float32:
+        # oneDNN's 5x5 depthwise weight gradient is 3-4x slower than the C kernel (ops/native.py)
+        grad_w = native.depthwise_weight_grad(grad, inp, k, s, p, d)
+        need_w = grad_w is None
+    if need_w and _phase_weight_grad(grad, inp, k, s, p, d):
         grad_w = torch.ops.aten.convolution_backward(_phases(grad), _phases(inp), weight, None, [1, 1],
                                                      [p // 2, p // 2], [1, 1], False, [0, 0], groups,
                                                      [False, True, False])[1]
         need_w = False
-    if need_x and s == 1 and 2 * p == d * (weight.shape[-1] - 1):
+    if need_x and s == 1 and 2 * p == d * (k - 1):
         grad_x = F.conv2d(grad, weight.flip(-1, -2), None, 1, p, d, groups)
         need_x = False
     if need_x or need_w:

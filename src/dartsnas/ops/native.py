@@ -1,0 +1,427 @@
+"""Small C kernels for the CPU search step, compiled on first use; exact replacements for two slow oneDNN/ATen paths.
+
+Profiling a batch-64 weight pass of the supernet (``benchmarks/search_step.py``) on a 2-core CPU put two
+kernels far above their share of the arithmetic:
+
+- the **weight gradient of a 5x5 depthwise convolution**: oneDNN takes 10-13x the time of the 3x3 one for 2.8x
+  the taps (about 0.6 s of a 3.4 s weight pass, and a second-order step has three weight passes);
+- **3x3 max pooling** (padding 1), forward and backward: ATen computes int64 indices in the forward (0.9 ms a
+  call at 64x16x32x32) and the backward needs them again.
+
+Both are simple loops over channels-last (NHWC) float32 data, vectorised over the channels, so this module
+carries their C source, compiles it with the system C compiler into a per-user cache
+(``$DARTSNAS_CACHE`` or ``~/.cache/dartsnas``; the file name holds a hash of the source, the compiler flags and
+the CPU's feature flags, since it is built with ``-march=native``) and calls it through ``ctypes`` with the GIL
+released. The sums are the same sums in another order (float32 tolerance), and max pooling picks the same
+element ATen does (the first maximum in row-major window order; NaN wins).
+
+Nothing depends on it: without a C compiler, on a failed build, for other dtypes or layouts, or with
+``DARTSNAS_NATIVE=0``, ``available()`` is false and callers keep PyTorch's own kernels.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+SOURCE = r"""
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LANES 16
+#define SIMD _Pragma("omp simd")
+typedef long i64;
+
+/* ---- depthwise weight gradient: dW[c][i][j] = sum_{b,ho,wo} g[b,ho,wo,c] * x[b, ho*s-p+i*d, wo*s-p+j*d, c] ---- */
+typedef struct { const float *x, *g; float *acc; i64 b0, b1, H, W, C, Ho, Wo, K, s, p, d; } dw_arg;
+
+static inline __attribute__((always_inline)) void dw_block(const float *x, const float *g, float *acc, i64 b,
+    i64 H, i64 W, i64 C, i64 Ho, i64 Wo, const i64 K, i64 s, i64 p, i64 d, i64 c0) {
+  for (i64 ho = 0; ho < Ho; ho++) {
+    const float *grow = g + ((b * Ho + ho) * Wo) * C + c0;
+    for (i64 i = 0; i < K; i++) {
+      i64 hi = ho * s - p + i * d;
+      if (hi < 0 || hi >= H) continue;
+      const float *xrow = x + ((b * H + hi) * W) * C + c0;
+      float t[K][LANES];
+      for (i64 j = 0; j < K; j++) for (int l = 0; l < LANES; l++) t[j][l] = 0.f;
+      for (i64 wo = 0; wo < Wo; wo++) {
+        const float *gp = grow + wo * C;
+        i64 base = wo * s - p;
+        if (base >= 0 && base + (K - 1) * d < W) {
+          const float *xp = xrow + base * C;
+          for (i64 j = 0; j < K; j++) for (int l = 0; l < LANES; l++) t[j][l] += gp[l] * xp[j * d * C + l];
+        } else {
+          for (i64 j = 0; j < K; j++) {
+            i64 wi = base + j * d;
+            if (wi < 0 || wi >= W) continue;
+            const float *xp = xrow + wi * C;
+            for (int l = 0; l < LANES; l++) t[j][l] += gp[l] * xp[l];
+          }
+        }
+      }
+      float *a = acc + (i * K) * C + c0;
+      for (i64 j = 0; j < K; j++) for (int l = 0; l < LANES; l++) a[j * C + l] += t[j][l];
+    }
+  }
+}
+
+static void dw_block_any(const float *x, const float *g, float *acc, i64 b, i64 H, i64 W, i64 C, i64 Ho, i64 Wo,
+                         i64 K, i64 s, i64 p, i64 d, i64 c0, i64 L) {
+  for (i64 ho = 0; ho < Ho; ho++)
+    for (i64 i = 0; i < K; i++) {
+      i64 hi = ho * s - p + i * d;
+      if (hi < 0 || hi >= H) continue;
+      for (i64 wo = 0; wo < Wo; wo++)
+        for (i64 j = 0; j < K; j++) {
+          i64 wi = wo * s - p + j * d;
+          if (wi < 0 || wi >= W) continue;
+          const float *gp = g + ((b * Ho + ho) * Wo + wo) * C + c0, *xp = x + ((b * H + hi) * W + wi) * C + c0;
+          float *a = acc + (i * K + j) * C + c0;
+          for (i64 l = 0; l < L; l++) a[l] += gp[l] * xp[l];
+        }
+    }
+}
+
+static void *dw_worker(void *arg) {
+  dw_arg *a = (dw_arg *)arg;
+  for (i64 b = a->b0; b < a->b1; b++)
+    for (i64 c0 = 0; c0 < a->C; c0 += LANES) {
+      i64 L = a->C - c0 < LANES ? a->C - c0 : LANES;
+      if (L == LANES && a->K == 3)
+        dw_block(a->x, a->g, a->acc, b, a->H, a->W, a->C, a->Ho, a->Wo, 3, a->s, a->p, a->d, c0);
+      else if (L == LANES && a->K == 5)
+        dw_block(a->x, a->g, a->acc, b, a->H, a->W, a->C, a->Ho, a->Wo, 5, a->s, a->p, a->d, c0);
+      else if (L == LANES && a->K == 7)
+        dw_block(a->x, a->g, a->acc, b, a->H, a->W, a->C, a->Ho, a->Wo, 7, a->s, a->p, a->d, c0);
+      else
+        dw_block_any(a->x, a->g, a->acc, b, a->H, a->W, a->C, a->Ho, a->Wo, a->K, a->s, a->p, a->d, c0, L);
+    }
+  return 0;
+}
+
+#define MAXT 64
+static int clamp_threads(int n, i64 work) {
+  if (n < 1) n = 1;
+  if (n > MAXT) n = MAXT;
+  if (n > work) n = (int)work;
+  return n < 1 ? 1 : n;
+}
+
+/* the n shares of the work, on PyTorch's own OpenMP threads (the process has loaded torch's libgomp, and this
+   library binds to it by name): separate threads would fight ATen's spinning workers for the cores */
+static void run_threads(void *(*fn)(void *), void *args, size_t size, int n) {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(n) schedule(static, 1)
+#endif
+  for (int t = 0; t < n; t++) fn((char *)args + t * size);
+}
+
+/* out: [C][K*K] (the layout of a [C, 1, K, K] weight); returns 0, or -1 when out of memory */
+int dw_wgrad_f32(const float *x, const float *g, float *out, i64 B, i64 H, i64 W, i64 C, i64 Ho, i64 Wo, i64 K,
+                 i64 s, i64 p, i64 d, int nthreads) {
+  int n = clamp_threads(nthreads, B);
+  i64 size = K * K * C;
+  float *bufs = calloc((size_t)(size * n), sizeof(float));
+  if (!bufs) return -1;
+  dw_arg args[MAXT];
+  for (int t = 0; t < n; t++)
+    args[t] = (dw_arg){x, g, bufs + t * size, B * t / n, B * (t + 1) / n, H, W, C, Ho, Wo, K, s, p, d};
+  run_threads(dw_worker, args, sizeof(dw_arg), n);
+  for (i64 tap = 0; tap < K * K; tap++)
+    for (i64 c = 0; c < C; c++) {
+      float v = 0.f;
+      for (int t = 0; t < n; t++) v += bufs[t * size + tap * C + c];
+      out[c * K * K + tap] = v;
+    }
+  free(bufs);
+  return 0;
+}
+
+/* ---- 3x3 max pooling, padding 1, stride s (1 or 2): the window clipped to the image ---- */
+/* Per output row: the column maxima of the (up to 3) input rows, with the row (dy) that holds each, then the
+   maximum over (up to 3) columns. The element chosen is ATen's: the first maximum in row-major window order (the
+   smallest code 3*dy+dx among equal values), or the last NaN. */
+typedef struct { const float *x, *go; float *out; i64 b0, b1, H, W, C, Ho, Wo, s; float *work; } mp_arg;
+
+static inline __attribute__((always_inline)) void mp_row(const float *restrict xb, i64 H, i64 W, const i64 C,
+                   i64 Wo, i64 s, i64 ho, float *restrict vm,
+                   float *restrict vd, float *restrict om, float *restrict oc, int want_codes) {
+  const i64 WC = W * C;
+  int first = 1;
+  for (int dy = 0; dy < 3; dy++) {
+    i64 h = ho * s - 1 + dy;
+    if (h < 0 || h >= H) continue;
+    const float *restrict xr = xb + h * WC;
+    const float fdy = (float)dy;
+    if (first) {
+      SIMD
+      for (i64 e = 0; e < WC; e++) { vm[e] = xr[e]; vd[e] = fdy; }
+      first = 0;
+    } else {
+      SIMD
+      for (i64 e = 0; e < WC; e++) {
+        float v = xr[e], m = vm[e];
+        int take = v > m || v != v;
+        vm[e] = take ? v : m;
+        vd[e] = take ? fdy : vd[e];
+      }
+    }
+  }
+  for (i64 wo = 0; wo < Wo; wo++) {
+    float *restrict m = om + wo * C, *restrict k = oc + wo * C;
+    int started = 0;
+    for (int dx = 0; dx < 3; dx++) {
+      i64 w = wo * s - 1 + dx;
+      if (w < 0 || w >= W) continue;
+      const float *restrict cv = vm + w * C, *restrict cd = vd + w * C;
+      const float fdx = (float)dx;
+      if (!started) {
+        SIMD
+        for (i64 c = 0; c < C; c++) { m[c] = cv[c]; k[c] = 3.f * cd[c] + fdx; }
+        started = 1;
+      } else if (!want_codes) {
+        SIMD
+        for (i64 c = 0; c < C; c++) { float v = cv[c]; m[c] = (v > m[c] || v != v) ? v : m[c]; }
+      } else {
+        SIMD
+        for (i64 c = 0; c < C; c++) {
+          float v = cv[c], mc = m[c], code = 3.f * cd[c] + fdx;
+          int vn = v != v, mn = mc != mc;
+          int take = vn ? (!mn || code > k[c]) : (!mn && (v > mc || (v == mc && code < k[c])));
+          m[c] = take ? v : mc;
+          k[c] = take ? code : k[c];
+        }
+      }
+    }
+  }
+}
+
+static inline __attribute__((always_inline)) void mp_fwd_body(mp_arg *a, const i64 C) {
+  float *vm = a->work, *vd = vm + a->W * C, *oc = vd + a->W * C;
+  for (i64 b = a->b0; b < a->b1; b++)
+    for (i64 ho = 0; ho < a->Ho; ho++)
+      mp_row(a->x + b * a->H * a->W * C, a->H, a->W, C, a->Wo, a->s, ho, vm, vd,
+             a->out + ((b * a->Ho + ho) * a->Wo) * C, oc, 0);
+}
+
+/* the loops over channels unrolled for the common channel counts */
+#define BY_CHANNELS(body, a)                       \
+  switch ((a)->C) {                                \
+    case 16: body(a, 16); break;                   \
+    case 32: body(a, 32); break;                   \
+    case 64: body(a, 64); break;                   \
+    default: body(a, (a)->C);                      \
+  }
+
+static void *mp_fwd_worker(void *arg) {
+  BY_CHANNELS(mp_fwd_body, (mp_arg *)arg);
+  return 0;
+}
+
+/* gin[b,h,w,c] = sum of go[b,ho,wo,c] over the windows whose chosen element is (h, w): per image, the codes of
+   every window, then a gather over the (at most 9) windows holding each input pixel: no scatter, no indices */
+static inline __attribute__((always_inline)) void mp_bwd_body(mp_arg *a, const i64 C) {
+  const i64 H = a->H, W = a->W, Ho = a->Ho, Wo = a->Wo, s = a->s;
+  float *vm = a->work, *vd = vm + W * C, *om = vd + W * C, *codes = om + Wo * C;
+  for (i64 b = a->b0; b < a->b1; b++) {
+    for (i64 ho = 0; ho < Ho; ho++)
+      mp_row(a->x + b * H * W * C, H, W, C, Wo, s, ho, vm, vd, om, codes + ho * Wo * C, 1);
+    for (i64 h = 0; h < H; h++) {
+      i64 ho_lo = h == 0 ? 0 : (h - 1 + s - 1) / s;  /* the windows with ho*s-1 <= h <= ho*s+1 */
+      i64 ho_hi = (h + 1) / s < Ho - 1 ? (h + 1) / s : Ho - 1;
+      float *restrict gi = a->out + ((b * H + h) * W) * C;
+      SIMD
+      for (i64 e = 0; e < W * C; e++) gi[e] = 0.f;
+      for (i64 ho = ho_lo; ho <= ho_hi; ho++) {
+        const float kdy = 3.f * (float)(h - (ho * s - 1));
+        const float *restrict cd = codes + ho * Wo * C, *restrict go = a->go + ((b * Ho + ho) * Wo) * C;
+        for (i64 w = 0; w < W; w++) {
+          i64 wo_lo = w == 0 ? 0 : (w - 1 + s - 1) / s;
+          i64 wo_hi = (w + 1) / s < Wo - 1 ? (w + 1) / s : Wo - 1;
+          float *restrict gw = gi + w * C;
+          for (i64 wo = wo_lo; wo <= wo_hi; wo++) {
+            const float k = kdy + (float)(w - (wo * s - 1));
+            const float *restrict cw = cd + wo * C, *restrict gow = go + wo * C;
+            SIMD
+            for (i64 c = 0; c < C; c++) gw[c] += cw[c] == k ? gow[c] : 0.f;
+          }
+        }
+      }
+    }
+  }
+}
+
+static void *mp_bwd_worker(void *arg) {
+  BY_CHANNELS(mp_bwd_body, (mp_arg *)arg);
+  return 0;
+}
+
+static int mp_run(void *(*fn)(void *), const float *x, const float *go, float *out, i64 B, i64 H, i64 W, i64 C,
+                  i64 Ho, i64 Wo, i64 s, int nthreads) {
+  int n = clamp_threads(nthreads, B);
+  i64 per = 2 * W * C + Wo * C + Ho * Wo * C;
+  float *work = malloc((size_t)(n * per) * sizeof(float));
+  if (!work) return -1;
+  mp_arg args[MAXT];
+  for (int t = 0; t < n; t++)
+    args[t] = (mp_arg){x, go, out, B * t / n, B * (t + 1) / n, H, W, C, Ho, Wo, s, work + t * per};
+  run_threads(fn, args, sizeof(mp_arg), n);
+  free(work);
+  return 0;
+}
+
+int maxpool3_fwd_f32(const float *x, float *out, i64 B, i64 H, i64 W, i64 C, i64 Ho, i64 Wo, i64 s, int nthreads) {
+  return mp_run(mp_fwd_worker, x, 0, out, B, H, W, C, Ho, Wo, s, nthreads);
+}
+
+int maxpool3_bwd_f32(const float *x, const float *go, float *gin, i64 B, i64 H, i64 W, i64 C, i64 Ho, i64 Wo,
+                     i64 s, int nthreads) {
+  return mp_run(mp_bwd_worker, x, go, gin, B, H, W, C, Ho, Wo, s, nthreads);
+}
+"""
+
+FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-shared", "-fPIC", "-fopenmp"]
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_tried = False
+_error: str | None = None
+
+
+def _cpu_key() -> str:
+    """The CPU's feature flags (``-march=native`` builds for them): a cached library never meets another CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DARTSNAS_CACHE") or Path.home() / ".cache" / "dartsnas")
+
+
+def _build() -> ctypes.CDLL:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        raise RuntimeError("no C compiler found")
+    key = hashlib.sha256("\0".join([SOURCE, compiler, *FLAGS, _cpu_key(), platform.machine()]).encode()).hexdigest()
+    target = cache_dir() / f"kernels-{key[:16]}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            src, lib = Path(tmp) / "kernels.c", Path(tmp) / "kernels.so"
+            src.write_text(SOURCE)
+            run = subprocess.run([compiler, *FLAGS, str(src), "-o", str(lib), "-lm"], capture_output=True, text=True,
+                                 timeout=120)
+            if run.returncode != 0:
+                raise RuntimeError(f"{compiler} failed: {run.stderr.strip().splitlines()[-1:] or run.returncode}")
+            os.replace(lib, target)  # atomic: processes building at once (torchrun) each land a whole file
+    lib = ctypes.CDLL(str(target))
+    i64, ptr = ctypes.c_long, ctypes.c_void_p
+    lib.dw_wgrad_f32.argtypes = [ptr, ptr, ptr] + [i64] * 10 + [ctypes.c_int]
+    lib.maxpool3_fwd_f32.argtypes = [ptr, ptr] + [i64] * 7 + [ctypes.c_int]
+    lib.maxpool3_bwd_f32.argtypes = [ptr, ptr, ptr] + [i64] * 7 + [ctypes.c_int]
+    for fn in (lib.dw_wgrad_f32, lib.maxpool3_fwd_f32, lib.maxpool3_bwd_f32):
+        fn.restype = ctypes.c_int
+    return lib
+
+
+def _load() -> ctypes.CDLL | None:
+    global _lib, _tried, _error
+    if _tried:
+        return _lib
+    with _lock:
+        if not _tried:
+            if os.environ.get("DARTSNAS_NATIVE", "1") == "0":
+                _error = "turned off by DARTSNAS_NATIVE=0"
+            elif not sys.platform.startswith("linux") or ctypes.sizeof(ctypes.c_long) != 8:
+                _error = "built only on 64-bit Linux"
+            else:
+                try:
+                    _lib = _build()
+                except Exception as exc:  # any failure: PyTorch's kernels instead
+                    _error = f"{type(exc).__name__}: {exc}"
+            _tried = True
+    return _lib
+
+
+def available() -> bool:
+    """Whether the C kernels are built and loaded (built on the first call)."""
+    return _load() is not None
+
+
+def status() -> str:
+    """One line for logs and benchmarks: where the kernels came from, or why they are not used."""
+    if available():
+        return f"native CPU kernels: {_lib._name}"
+    return f"native CPU kernels off ({_error})"
+
+
+def _usable(*tensors: torch.Tensor) -> bool:
+    return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.dim() == 4
+               and t.is_contiguous(memory_format=torch.channels_last) for t in tensors) and available()
+
+
+def _p(t: torch.Tensor) -> int:
+    return t.data_ptr()
+
+
+def _check(code: int) -> None:
+    if code != 0:
+        raise MemoryError("native kernel: out of memory")
+
+
+def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, stride: int, padding: int, dilation: int
+                          ) -> torch.Tensor | None:
+    """The weight gradient ``[C, 1, k, k]`` of ``conv2d(x, w, stride, padding, dilation, groups=C)``, or None where
+    these kernels do not apply (then use PyTorch's)."""
+    if not _usable(grad, x) or grad.shape[:2] != x.shape[:2]:
+        return None
+    B, C, H, W = x.shape
+    Ho, Wo = grad.shape[-2:]
+    out = torch.empty(C, 1, k, k, dtype=torch.float32)
+    _check(_lib.dw_wgrad_f32(_p(x), _p(grad), _p(out), B, H, W, C, Ho, Wo, k, stride, padding, dilation,
+                             torch.get_num_threads()))
+    return out
+
+
+def _pool_shape(n: int, s: int) -> int:
+    return (n + 2 - 3) // s + 1
+
+
+def max_pool3(x: torch.Tensor, stride: int) -> torch.Tensor | None:
+    """``F.max_pool2d(x, 3, stride, 1)``, or None where these kernels do not apply."""
+    if not _usable(x) or stride not in (1, 2):
+        return None
+    B, C, H, W = x.shape
+    Ho, Wo = _pool_shape(H, stride), _pool_shape(W, stride)
+    out = torch.empty(B, C, Ho, Wo, memory_format=torch.channels_last)
+    _check(_lib.maxpool3_fwd_f32(_p(x), _p(out), B, H, W, C, Ho, Wo, stride, torch.get_num_threads()))
+    return out
+
+
+def max_pool3_backward(grad: torch.Tensor, x: torch.Tensor, stride: int) -> torch.Tensor | None:
+    """The input gradient of ``F.max_pool2d(x, 3, stride, 1)``, or None where these kernels do not apply."""
+    if stride not in (1, 2) or not _usable(grad, x):
+        return None
+    B, C, H, W = x.shape
+    if tuple(grad.shape) != (B, C, _pool_shape(H, stride), _pool_shape(W, stride)):
+        return None
+    out = torch.empty_like(x, memory_format=torch.channels_last)
+    _check(_lib.maxpool3_bwd_f32(_p(x), _p(grad), _p(out), B, H, W, C, grad.shape[2], grad.shape[3], stride,
+                                 torch.get_num_threads()))
+    return out

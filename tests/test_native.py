@@ -1,0 +1,154 @@
+"""The C kernels of ``dartsnas.ops.native``: the depthwise weight gradient against a float64 reference, max
+pooling against ATen element for element (ties and NaN included), the search step with and without them, and the
+fallback when they cannot be built."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dartsnas.lean import lean_forward
+from dartsnas.ops import OPS, native
+from dartsnas.ops.depthwise import depthwise_backward
+
+needs_native = pytest.mark.skipif(not native.available(), reason=f"{native.status()}")
+CL = torch.channels_last
+
+
+def _cl(*shape, dtype=torch.float32, gen=None):
+    return torch.randn(*shape, dtype=dtype, generator=gen).contiguous(memory_format=CL)
+
+
+@pytest.fixture
+def no_native(monkeypatch):
+    """The kernels as on a machine without a C compiler."""
+    monkeypatch.setattr(native, "_tried", True)
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_error", "test: turned off")
+
+
+@needs_native
+@pytest.mark.parametrize("k,s,p,d", [(5, 1, 2, 1), (5, 1, 4, 2), (3, 1, 1, 1), (3, 1, 2, 2), (5, 2, 2, 1),
+                                     (3, 2, 1, 1), (7, 1, 3, 1), (5, 1, 0, 1), (5, 2, 4, 2)])
+@pytest.mark.parametrize("B,C,H,W", [(3, 16, 8, 8), (2, 20, 7, 9), (1, 32, 6, 6), (2, 5, 4, 4), (2, 64, 3, 5)])
+def test_depthwise_weight_grad_equals_float64_reference(k, s, p, d, B, C, H, W):
+    gen = torch.Generator().manual_seed(k * 100 + C)
+    x = _cl(B, C, H, W, gen=gen)
+    Ho, Wo = (H + 2 * p - d * (k - 1) - 1) // s + 1, (W + 2 * p - d * (k - 1) - 1) // s + 1
+    if Ho < 1 or Wo < 1:
+        pytest.skip("empty output")
+    g = _cl(B, C, Ho, Wo, gen=gen)
+    ours = native.depthwise_weight_grad(g, x, k, s, p, d)
+    ref = torch.ops.aten.convolution_backward(g.double(), x.double(), torch.empty(C, 1, k, k, dtype=torch.float64),
+                                              None, [s, s], [p, p], [d, d], False, [0, 0], C,
+                                              [False, True, False])[1]
+    assert ours.shape == (C, 1, k, k) and ours.dtype == torch.float32
+    assert torch.allclose(ours.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+
+
+@needs_native
+def test_depthwise_backward_uses_the_kernel_for_5x5_and_matches_onednn(monkeypatch):
+    """The path ``depthwise_backward`` takes for a float32 5x5 kernel, and its result against oneDNN's."""
+    calls = []
+    real = native.depthwise_weight_grad
+    monkeypatch.setattr(native, "depthwise_weight_grad", lambda *a: calls.append(a[2:]) or real(*a))
+    x, g, w = _cl(4, 16, 12, 12), _cl(4, 16, 12, 12), torch.randn(16, 1, 5, 5)
+    gx, gw = depthwise_backward(g, x, w, (False, 1, 4, 2), True, True)
+    assert calls == [(5, 1, 4, 2)]
+    ref_x, ref_w, _ = torch.ops.aten.convolution_backward(g, x, w, None, [1, 1], [4, 4], [2, 2], False, [0, 0], 16,
+                                                          [True, True, False])
+    assert torch.allclose(gw, ref_w, rtol=1e-5, atol=1e-4) and torch.allclose(gx, ref_x, atol=1e-5)
+
+
+@needs_native
+def test_kernels_decline_what_they_do_not_handle():
+    x64 = _cl(2, 4, 6, 6, dtype=torch.float64)
+    nchw = torch.randn(2, 4, 6, 6)
+    assert native.depthwise_weight_grad(x64, x64, 3, 1, 1, 1) is None
+    assert native.depthwise_weight_grad(nchw, nchw, 3, 1, 1, 1) is None
+    assert native.max_pool3(nchw, 1) is None and native.max_pool3(x64, 1) is None
+    assert native.max_pool3(_cl(2, 4, 6, 6), 3) is None
+    assert native.max_pool3_backward(_cl(2, 4, 5, 5), _cl(2, 4, 6, 6), 1) is None  # wrong gradient shape
+
+
+def _pool_inputs():
+    gen = torch.Generator().manual_seed(3)
+    cases = []
+    for B, C, H, W in [(2, 16, 8, 8), (3, 20, 7, 9), (2, 32, 5, 6), (1, 64, 4, 4), (2, 5, 1, 3), (2, 16, 2, 1)]:
+        x = _cl(B, C, H, W, gen=gen)
+        cases.append(("random", x))
+        tied = x.clone()
+        tied[:, :, : H // 2 + 1] = 0.5  # equal values: which element gets the gradient is ATen's rule
+        tied[:, ::3] = -float("inf")
+        cases.append(("ties", tied.contiguous(memory_format=CL)))
+        quantised = (x * 2).round().contiguous(memory_format=CL)  # many ties scattered about
+        cases.append(("quantised", quantised))
+    nan = _cl(2, 16, 6, 6, gen=gen)
+    nan[0, 3, 2, 2] = nan[1, 5, 0, 0] = nan[1, 5, 0, 1] = float("nan")
+    cases.append(("nan", nan))
+    return cases
+
+
+@needs_native
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("name,x", _pool_inputs(), ids=lambda v: v if isinstance(v, str) else "")
+def test_max_pool_equals_aten_exactly(stride, name, x):
+    ours = native.max_pool3(x, stride)
+    ref = F.max_pool2d(x, 3, stride, 1)
+    assert ours.is_contiguous(memory_format=CL)
+    assert torch.equal(ours.nan_to_num(nan=7.0), ref.nan_to_num(nan=7.0))
+    g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=CL)
+    xr = x.clone().requires_grad_()
+    F.max_pool2d(xr, 3, stride, 1).backward(g)
+    gx = native.max_pool3_backward(g, x, stride)
+    # the same element of each window gets the gradient: only the order of a sum may differ
+    assert torch.allclose(gx, xr.grad, rtol=0, atol=1e-6), (gx - xr.grad).abs().max()
+
+
+def _search_op(name: str) -> nn.Module:
+    """The op as the search network holds it (pooling followed by a non-affine BN)."""
+    op = OPS[name](16, 1, False)
+    if "pool" in name:
+        op = nn.Sequential(op, nn.BatchNorm2d(16, affine=False))
+    return op.to(memory_format=CL).train()
+
+
+@pytest.mark.parametrize("op", ["max_pool_3x3", "sep_conv_5x5", "dil_conv_5x5"])
+def test_lean_ops_same_gradients_with_and_without_the_kernels(op, monkeypatch):
+    """The lean autograd of a mixed-op branch gives the same gradients with the C kernels and with PyTorch's."""
+    torch.manual_seed(0)
+    module = _search_op(op)
+    x = _cl(4, 16, 10, 10).requires_grad_()
+    g = _cl(4, 16, 10, 10)
+
+    def grads():
+        out = lean_forward(module, x)
+        return torch.autograd.grad(out, [x] + [p for p in module.parameters()], g)
+
+    with_kernels = grads()
+    monkeypatch.setattr(native, "_tried", True)
+    monkeypatch.setattr(native, "_lib", None)
+    without = grads()
+    for a, b in zip(with_kernels, without):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_failed_build_leaves_pytorch_kernels(monkeypatch, tmp_path):
+    """No working compiler: ``available()`` is false, the reason is reported, and the ops still run."""
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    monkeypatch.setenv("DARTSNAS_CACHE", str(tmp_path))
+    monkeypatch.setattr(native, "SOURCE", native.SOURCE + "\n/* another build */\n")  # not the cached library
+    assert not native.available()
+    assert "off" in native.status() and "false failed" in native.status()
+    x = _cl(2, 16, 6, 6)
+    assert native.max_pool3(x, 1) is None
+    module = _search_op("max_pool_3x3")
+    assert lean_forward(module, x.requires_grad_()).shape == x.shape
+
+
+def test_turned_off_by_environment(monkeypatch):
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setenv("DARTSNAS_NATIVE", "0")
+    assert not native.available() and "DARTSNAS_NATIVE=0" in native.status()
