@@ -152,3 +152,37 @@ def test_turned_off_by_environment(monkeypatch):
     monkeypatch.setattr(native, "_lib", None)
     monkeypatch.setenv("DARTSNAS_NATIVE", "0")
     assert not native.available() and "DARTSNAS_NATIVE=0" in native.status()
+
+
+@needs_native
+@pytest.mark.parametrize("B,C,H,W", [(4, 16, 6, 6), (3, 20, 5, 7), (2, 64, 2, 2), (2, 5, 1, 1), (8, 32, 4, 4)])
+@pytest.mark.parametrize("with_acc", [False, True])
+def test_batch_norm_equals_aten(B, C, H, W, with_acc):
+    """Output, mean, invstd and the updated running statistics as ``torch.native_batch_norm`` (training), and the
+    gated sum ``acc += gate * output`` done in the same pass."""
+    gen = torch.Generator().manual_seed(C)
+    z = (_cl(B, C, H, W, gen=gen) * 3 + 5).contiguous(memory_format=CL)  # a mean far from 0
+    z[:, 1] = 2.5  # a constant channel: variance 0
+    rm, rv = torch.rand(C, generator=gen), torch.rand(C, generator=gen) + 0.5
+    rm_ref, rv_ref = rm.clone(), rv.clone()
+    acc = _cl(B, C, H, W, gen=gen) if with_acc else None
+    acc_ref = acc.clone() if with_acc else None
+    out, mean, invstd = native.batch_norm_train(z, rm, rv, 0.1, 1e-5, acc, 0.37)
+    ref, ref_mean, ref_invstd = torch.native_batch_norm(z, None, None, rm_ref, rv_ref, True, 0.1, 1e-5)
+    assert out.is_contiguous(memory_format=CL)
+    # atol: on the constant channel ATen's float mean is off by an ulp, which invstd = 1/sqrt(eps) magnifies
+    assert torch.allclose(out, ref, rtol=1e-5, atol=5e-5)
+    assert torch.allclose(mean, ref_mean, rtol=1e-6, atol=1e-6)
+    assert torch.allclose(invstd, ref_invstd, rtol=1e-4)
+    assert torch.allclose(rm, rm_ref, rtol=1e-6, atol=1e-7) and torch.allclose(rv, rv_ref, rtol=1e-5)
+    if with_acc:
+        assert torch.allclose(acc, acc_ref + 0.37 * ref, rtol=1e-5, atol=5e-5)
+
+
+@needs_native
+def test_batch_norm_declines_what_it_does_not_handle():
+    z = _cl(2, 4, 3, 3)
+    assert native.batch_norm_train(z.double(), None, None, 0.1, 1e-5) is None
+    assert native.batch_norm_train(z.contiguous(), None, None, 0.1, 1e-5) is None
+    assert native.batch_norm_train(z, torch.zeros(4, dtype=torch.float64), None, 0.1, 1e-5) is None
+    assert native.batch_norm_train(z, None, None, 0.1, 1e-5, acc=_cl(2, 4, 3, 4)) is None

@@ -90,10 +90,31 @@ def _bn_args(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor, float, flo
     return bn.running_mean, bn.running_var, factor, bn.eps
 
 
-def _bn_forward(z: torch.Tensor, rm, rv, factor: float, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _bn_train(z: torch.Tensor, rm, rv, factor: float, eps: float, acc: torch.Tensor | None = None,
+              gate: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """(output, mean, invstd, whether ``acc += gate * output`` was done) of an affine-free training BN: the C
+    kernel (ops/native.py: statistics, normalisation and the gated sum in two passes) where it applies."""
     F._verify_batch_size(z.size())  # one value per channel: the error nn.BatchNorm2d gives
-    out, _, invstd = torch.native_batch_norm(z, None, None, rm, rv, True, factor, eps)
-    return out, invstd
+    fused = native.batch_norm_train(z, rm, rv, factor, eps, acc, gate)
+    if fused is not None:
+        return (*fused, acc is not None)
+    if acc is not None:  # without the gated sum, the output alone may still go through the kernel
+        return (*_bn_train(z, rm, rv, factor, eps)[:3], False)
+    return (*torch.native_batch_norm(z, None, None, rm, rv, True, factor, eps), False)
+
+
+def _bn_gated(ctx, acc, gates, k: int, z: torch.Tensor, rm, rv, factor: float, eps: float
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``_gate_output`` of the BN output: (what the function returns, the BN output, its invstd); the gated sum
+    into ``acc`` is done by the kernel that normalises, where it can."""
+    fusable = gates is not None and acc is not None and acc.shape == z.shape and acc.dtype == z.dtype
+    out, _, invstd, done = _bn_train(z, rm, rv, factor, eps, acc if fusable else None,
+                                     float(gates[k]) if fusable else 1.0)
+    if done:
+        ctx.k, ctx.has_acc = k, True
+        ctx.mark_dirty(acc)
+        return acc, out, invstd
+    return _gate_output(ctx, acc, gates, k, out), out, invstd
 
 
 def _bn_backward(grad: torch.Tensor, out: torch.Tensor, weight: torch.Tensor, eps: float, need_input: bool = True,
@@ -161,10 +182,10 @@ class _Block(torch.autograd.Function):
                 k: int):
         h = F.relu(x) if relu_first else x
         a = _dw_forward(h, w_dw, geom)
-        out, invstd = _bn_forward(F.conv2d(a, w_pw), rm, rv, factor, eps)
+        result, out, invstd = _bn_gated(ctx, acc, gates, k, F.conv2d(a, w_pw), rm, rv, factor, eps)
         ctx.save_for_backward(x, w_dw, w_pw, out, invstd, gates)
         ctx.relu_first, ctx.geom, ctx.eps = relu_first, geom, eps
-        return _gate_output(ctx, acc, gates, k, out)
+        return result
 
     @staticmethod
     @_once
@@ -195,13 +216,13 @@ class _SepConv(torch.autograd.Function):
     def forward(ctx, acc, gates, x, dw1, pw1, dw2, pw2, rm1, rv1, rm2, rv2, geom1, geom2, f1: float, f2: float,
                 eps1: float, eps2: float, k: int):
         z1 = F.conv2d(_dw_forward(x, dw1, geom1), pw1)
-        F._verify_batch_size(z1.size())
-        c1, mean1, invstd1 = torch.native_batch_norm(z1, None, None, rm1, rv1, True, f1, eps1)
+        c1, mean1, invstd1, _ = _bn_train(z1, rm1, rv1, f1, eps1)
         del z1
-        out, invstd2 = _bn_forward(F.conv2d(_dw_forward(F.relu(c1), dw2, geom2), pw2), rm2, rv2, f2, eps2)
+        result, out, invstd2 = _bn_gated(ctx, acc, gates, k, F.conv2d(_dw_forward(F.relu(c1), dw2, geom2), pw2),
+                                         rm2, rv2, f2, eps2)
         ctx.save_for_backward(x, dw1, pw1, dw2, pw2, mean1, invstd1, out, invstd2, gates)
         ctx.geoms, ctx.eps = (geom1, geom2), (eps1, eps2)
-        return _gate_output(ctx, acc, gates, k, out)
+        return result
 
     @staticmethod
     @_once
@@ -241,10 +262,10 @@ class _PoolBN(torch.autograd.Function):
         if p is None:
             p = (F.max_pool2d(x, 3, stride, 1) if is_max
                  else F.avg_pool2d(x, 3, stride, 1, count_include_pad=False))
-        out, invstd = _bn_forward(p, rm, rv, factor, eps)
+        result, out, invstd = _bn_gated(ctx, acc, gates, k, p, rm, rv, factor, eps)
         ctx.save_for_backward(x, out, invstd, gates)
         ctx.is_max, ctx.stride, ctx.eps = is_max, stride, eps
-        return _gate_output(ctx, acc, gates, k, out)
+        return result
 
     @staticmethod
     @_once

@@ -289,6 +289,68 @@ int maxpool3_bwd_f32(const float *x, const float *go, float *gin, i64 B, i64 H, 
                      i64 s, int nthreads) {
   return mp_run(mp_bwd_worker, x, go, gin, B, H, W, C, Ho, Wo, s, nthreads);
 }
+
+/* ---- training BatchNorm without affine parameters, channels-last [N][C] (N = batch * height * width) ----
+   out = (z - mean) * invstd, the running statistics updated as nn.BatchNorm2d does (unbiased variance), and,
+   optionally, acc += gate * out in the same pass (the mixed op's weighted sum). Sums in double. */
+typedef struct { const float *z; float *out, *acc; double *part; i64 r0, r1, C; const float *mean, *invstd;
+                 float gate; } bn_arg;
+
+static inline __attribute__((always_inline)) void bn_stats_body(bn_arg *a, const i64 C) {
+  double *restrict s = a->part, *restrict q = a->part + C;
+  for (i64 c = 0; c < C; c++) { s[c] = 0.0; q[c] = 0.0; }
+  for (i64 r = a->r0; r < a->r1; r++) {
+    const float *restrict zr = a->z + r * C;
+    SIMD
+    for (i64 c = 0; c < C; c++) { double v = zr[c]; s[c] += v; q[c] += v * v; }
+  }
+}
+
+static inline __attribute__((always_inline)) void bn_norm_body(bn_arg *a, const i64 C) {
+  const float *restrict mean = a->mean, *restrict invstd = a->invstd;
+  const float gate = a->gate;
+  for (i64 r = a->r0; r < a->r1; r++) {
+    const float *restrict zr = a->z + r * C;
+    float *restrict o = a->out + r * C;
+    if (a->acc) {
+      float *restrict ac = a->acc + r * C;
+      SIMD
+      for (i64 c = 0; c < C; c++) { float y = (zr[c] - mean[c]) * invstd[c]; o[c] = y; ac[c] += gate * y; }
+    } else {
+      SIMD
+      for (i64 c = 0; c < C; c++) o[c] = (zr[c] - mean[c]) * invstd[c];
+    }
+  }
+}
+
+static void *bn_stats_worker(void *arg) { BY_CHANNELS(bn_stats_body, (bn_arg *)arg); return 0; }
+static void *bn_norm_worker(void *arg) { BY_CHANNELS(bn_norm_body, (bn_arg *)arg); return 0; }
+
+/* mean and invstd: [C] outputs; rm, rv: running statistics updated in place (may be null) */
+int bn_fwd_f32(const float *z, float *out, float *acc, float gate, float *mean, float *invstd, float *rm, float *rv,
+               i64 N, i64 C, double momentum, double eps, int nthreads) {
+  if (N < 1) return -2;
+  int n = clamp_threads(nthreads, N);
+  double *part = malloc((size_t)(2 * C * n) * sizeof(double));
+  if (!part) return -1;
+  bn_arg args[MAXT];
+  for (int t = 0; t < n; t++)
+    args[t] = (bn_arg){z, out, acc, part + 2 * C * t, N * t / n, N * (t + 1) / n, C, mean, invstd, gate};
+  run_threads(bn_stats_worker, args, sizeof(bn_arg), n);
+  for (i64 c = 0; c < C; c++) {
+    double s = 0.0, q = 0.0;
+    for (int t = 0; t < n; t++) { s += part[2 * C * t + c]; q += part[2 * C * t + C + c]; }
+    double m = s / (double)N, var = q / (double)N - m * m;
+    if (var < 0.0) var = 0.0;
+    mean[c] = (float)m;
+    invstd[c] = (float)(1.0 / sqrt(var + eps));
+    if (rm) rm[c] = (float)((1.0 - momentum) * rm[c] + momentum * m);
+    if (rv) rv[c] = (float)((1.0 - momentum) * rv[c] + momentum * (N > 1 ? var * (double)N / (double)(N - 1) : var));
+  }
+  free(part);
+  run_threads(bn_norm_worker, args, sizeof(bn_arg), n);
+  return 0;
+}
 """
 
 FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-shared", "-fPIC", "-fopenmp"]
@@ -335,7 +397,9 @@ def _build() -> ctypes.CDLL:
     lib.dw_wgrad_f32.argtypes = [ptr, ptr, ptr] + [i64] * 10 + [ctypes.c_int]
     lib.maxpool3_fwd_f32.argtypes = [ptr, ptr] + [i64] * 7 + [ctypes.c_int]
     lib.maxpool3_bwd_f32.argtypes = [ptr, ptr, ptr] + [i64] * 7 + [ctypes.c_int]
-    for fn in (lib.dw_wgrad_f32, lib.maxpool3_fwd_f32, lib.maxpool3_bwd_f32):
+    lib.bn_fwd_f32.argtypes = [ptr, ptr, ptr, ctypes.c_float, ptr, ptr, ptr, ptr, i64, i64, ctypes.c_double,
+                               ctypes.c_double, ctypes.c_int]
+    for fn in (lib.dw_wgrad_f32, lib.maxpool3_fwd_f32, lib.maxpool3_bwd_f32, lib.bn_fwd_f32):
         fn.restype = ctypes.c_int
     return lib
 
@@ -425,3 +489,24 @@ def max_pool3_backward(grad: torch.Tensor, x: torch.Tensor, stride: int) -> torc
     _check(_lib.maxpool3_bwd_f32(_p(x), _p(grad), _p(out), B, H, W, C, grad.shape[2], grad.shape[3], stride,
                                  torch.get_num_threads()))
     return out
+
+
+def batch_norm_train(z: torch.Tensor, running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
+                     momentum: float, eps: float, acc: torch.Tensor | None = None, gate: float = 1.0
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """``torch.native_batch_norm(z, None, None, running_mean, running_var, True, momentum, eps)`` (output, mean,
+    invstd; the running statistics updated in place), and, with ``acc``, ``acc += gate * output`` in the same
+    pass; or None where these kernels do not apply."""
+    if not _usable(z) or z.numel() == 0 or (acc is not None and (not _usable(acc) or acc.shape != z.shape)):
+        return None
+    stats = [t for t in (running_mean, running_var) if t is not None]
+    if any(t.dtype != torch.float32 or not t.is_contiguous() or t.device.type != "cpu" for t in stats):
+        return None
+    B, C, H, W = z.shape
+    out = torch.empty_like(z, memory_format=torch.channels_last)
+    mean, invstd = torch.empty(C), torch.empty(C)
+    _check(_lib.bn_fwd_f32(_p(z), _p(out), acc.data_ptr() if acc is not None else None, gate, _p(mean),
+                           _p(invstd), running_mean.data_ptr() if running_mean is not None else None,
+                           running_var.data_ptr() if running_var is not None else None, B * H * W, C, momentum,
+                           eps, torch.get_num_threads()))
+    return out, mean, invstd
