@@ -67,6 +67,7 @@ def test_kernels_decline_what_they_do_not_handle():
     assert native.depthwise_weight_grad(nchw, nchw, 3, 1, 1, 1) is None
     assert native.max_pool3(nchw, 1) is None and native.max_pool3(x64, 1) is None
     assert native.max_pool3(_cl(2, 4, 6, 6), 3) is None
+    assert native.avg_pool3(nchw, 1) is None and native.avg_pool3_backward(nchw, nchw.shape, 1) is None
     assert native.max_pool3_backward(_cl(2, 4, 5, 5), _cl(2, 4, 6, 6), 1) is None  # wrong gradient shape
 
 
@@ -112,7 +113,7 @@ def _search_op(name: str) -> nn.Module:
     return op.to(memory_format=CL).train()
 
 
-@pytest.mark.parametrize("op", ["max_pool_3x3", "sep_conv_5x5", "dil_conv_5x5"])
+@pytest.mark.parametrize("op", ["max_pool_3x3", "avg_pool_3x3", "sep_conv_5x5", "dil_conv_5x5"])
 def test_lean_ops_same_gradients_with_and_without_the_kernels(op, monkeypatch):
     """The lean autograd of a mixed-op branch gives the same gradients with the C kernels and with PyTorch's."""
     torch.manual_seed(0)
@@ -152,6 +153,23 @@ def test_turned_off_by_environment(monkeypatch):
     monkeypatch.setattr(native, "_lib", None)
     monkeypatch.setenv("DARTSNAS_NATIVE", "0")
     assert not native.available() and "DARTSNAS_NATIVE=0" in native.status()
+
+
+@needs_native
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("B,C,H,W", [(2, 16, 8, 8), (3, 20, 7, 9), (2, 32, 5, 6), (1, 64, 4, 4), (2, 5, 1, 3),
+                                     (2, 16, 2, 1)])
+def test_avg_pool_equals_aten(stride, B, C, H, W):
+    """Average pooling without counting the padding, and its input gradient, as ATen's."""
+    gen = torch.Generator().manual_seed(C + H)
+    x = _cl(B, C, H, W, gen=gen)
+    ref = F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)
+    ours = native.avg_pool3(x, stride)
+    assert ours.is_contiguous(memory_format=CL) and torch.allclose(ours, ref, rtol=1e-6, atol=1e-6)
+    g = _cl(*ref.shape, gen=gen)
+    gx = native.avg_pool3_backward(g, x.shape, stride)
+    ref_gx = torch.ops.aten.avg_pool2d_backward(g, x, [3, 3], [stride, stride], [1, 1], False, False, None)
+    assert gx.is_contiguous(memory_format=CL) and torch.allclose(gx, ref_gx, rtol=1e-6, atol=1e-6)
 
 
 @needs_native

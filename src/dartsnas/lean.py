@@ -258,7 +258,7 @@ class _PoolBN(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, acc, gates, x, rm, rv, is_max: bool, stride: int, factor: float, eps: float, k: int):
-        p = native.max_pool3(x, stride) if is_max else None  # None: not float32 channels-last on the CPU
+        p = (native.max_pool3 if is_max else native.avg_pool3)(x, stride)  # None: not float32 channels-last
         if p is None:
             p = (F.max_pool2d(x, 3, stride, 1) if is_max
                  else F.avg_pool2d(x, 3, stride, 1, count_include_pad=False))
@@ -283,7 +283,9 @@ class _PoolBN(torch.autograd.Function):
                 gx = torch.ops.aten.max_pool2d_with_indices_backward(gp, x, [3, 3], [s, s], [1, 1], [1, 1], False,
                                                                      idx)
         else:
-            gx = torch.ops.aten.avg_pool2d_backward(gp, x, [3, 3], [s, s], [1, 1], False, False, None)
+            gx = native.avg_pool3_backward(gp, x.shape, s)
+            if gx is None:
+                gx = torch.ops.aten.avg_pool2d_backward(gp, x, [3, 3], [s, s], [1, 1], False, False, None)
         return head + (gx,) + (None,) * 7
 
 

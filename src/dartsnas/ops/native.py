@@ -270,7 +270,7 @@ static void *mp_bwd_worker(void *arg) {
 static int mp_run(void *(*fn)(void *), const float *x, const float *go, float *out, i64 B, i64 H, i64 W, i64 C,
                   i64 Ho, i64 Wo, i64 s, int nthreads) {
   int n = clamp_threads(nthreads, B);
-  i64 per = 2 * W * C + Wo * C + Ho * Wo * C;
+  i64 per = 2 * W * C + Wo * C + Ho * Wo * C + Ho * W * C;
   float *work = malloc((size_t)(n * per) * sizeof(float));
   if (!work) return -1;
   mp_arg args[MAXT];
@@ -288,6 +288,91 @@ int maxpool3_fwd_f32(const float *x, float *out, i64 B, i64 H, i64 W, i64 C, i64
 int maxpool3_bwd_f32(const float *x, const float *go, float *gin, i64 B, i64 H, i64 W, i64 C, i64 Ho, i64 Wo,
                      i64 s, int nthreads) {
   return mp_run(mp_bwd_worker, x, go, gin, B, H, W, C, Ho, Wo, s, nthreads);
+}
+
+/* ---- 3x3 average pooling, padding 1, stride s, padding not counted (count_include_pad=False) ---- */
+static inline i64 win_lo(i64 i, i64 s) { return i == 0 ? 0 : (i - 1 + s - 1) / s; }  /* windows holding i */
+static inline i64 win_hi(i64 i, i64 s, i64 n) { return (i + 1) / s < n - 1 ? (i + 1) / s : n - 1; }
+static inline i64 win_count(i64 o, i64 s, i64 n) {  /* pixels of window o inside [0, n) */
+  i64 a = o * s - 1, b = o * s + 1;
+  return (b < n - 1 ? b : n - 1) - (a > 0 ? a : 0) + 1;
+}
+
+static inline __attribute__((always_inline)) void ap_fwd_body(mp_arg *a, const i64 C) {
+  const i64 H = a->H, W = a->W, Ho = a->Ho, Wo = a->Wo, s = a->s;
+  float *restrict vs = a->work;
+  for (i64 b = a->b0; b < a->b1; b++)
+    for (i64 ho = 0; ho < Ho; ho++) {
+      SIMD
+      for (i64 e = 0; e < W * C; e++) vs[e] = 0.f;
+      for (int dy = 0; dy < 3; dy++) {
+        i64 h = ho * s - 1 + dy;
+        if (h < 0 || h >= H) continue;
+        const float *restrict xr = a->x + ((b * H + h) * W) * C;
+        SIMD
+        for (i64 e = 0; e < W * C; e++) vs[e] += xr[e];
+      }
+      i64 ch = win_count(ho, s, H);
+      for (i64 wo = 0; wo < Wo; wo++) {
+        float *restrict o = a->out + ((b * Ho + ho) * Wo + wo) * C;
+        const float inv = 1.f / (float)(ch * win_count(wo, s, W));
+        i64 w0 = wo * s - 1 > 0 ? wo * s - 1 : 0, w1 = wo * s + 1 < W - 1 ? wo * s + 1 : W - 1;
+        SIMD
+        for (i64 c = 0; c < C; c++) o[c] = 0.f;
+        for (i64 w = w0; w <= w1; w++) {
+          const float *restrict v = vs + w * C;
+          SIMD
+          for (i64 c = 0; c < C; c++) o[c] += v[c];
+        }
+        SIMD
+        for (i64 c = 0; c < C; c++) o[c] *= inv;
+      }
+    }
+}
+
+/* gin[b,h,w] = sum over the windows holding (h, w) of go / count: per output row, the sums over the windows of
+   each input column (go already divided by the counts), then per input row the sum over its output rows */
+static inline __attribute__((always_inline)) void ap_bwd_body(mp_arg *a, const i64 C) {
+  const i64 H = a->H, W = a->W, Ho = a->Ho, Wo = a->Wo, s = a->s;
+  float *restrict hs = a->work;  /* [Ho][W][C] */
+  for (i64 b = a->b0; b < a->b1; b++) {
+    for (i64 ho = 0; ho < Ho; ho++) {
+      i64 ch = win_count(ho, s, H);
+      for (i64 w = 0; w < W; w++) {
+        float *restrict r = hs + (ho * W + w) * C;
+        SIMD
+        for (i64 c = 0; c < C; c++) r[c] = 0.f;
+        for (i64 wo = win_lo(w, s); wo <= win_hi(w, s, Wo); wo++) {
+          const float inv = 1.f / (float)(ch * win_count(wo, s, W));
+          const float *restrict g = a->go + ((b * Ho + ho) * Wo + wo) * C;
+          SIMD
+          for (i64 c = 0; c < C; c++) r[c] += g[c] * inv;
+        }
+      }
+    }
+    for (i64 h = 0; h < H; h++) {
+      float *restrict gi = a->out + ((b * H + h) * W) * C;
+      SIMD
+      for (i64 e = 0; e < W * C; e++) gi[e] = 0.f;
+      for (i64 ho = win_lo(h, s); ho <= win_hi(h, s, Ho); ho++) {
+        const float *restrict r = hs + ho * W * C;
+        SIMD
+        for (i64 e = 0; e < W * C; e++) gi[e] += r[e];
+      }
+    }
+  }
+}
+
+static void *ap_fwd_worker(void *arg) { BY_CHANNELS(ap_fwd_body, (mp_arg *)arg); return 0; }
+static void *ap_bwd_worker(void *arg) { BY_CHANNELS(ap_bwd_body, (mp_arg *)arg); return 0; }
+
+int avgpool3_fwd_f32(const float *x, float *out, i64 B, i64 H, i64 W, i64 C, i64 Ho, i64 Wo, i64 s, int nthreads) {
+  return mp_run(ap_fwd_worker, x, 0, out, B, H, W, C, Ho, Wo, s, nthreads);
+}
+
+int avgpool3_bwd_f32(const float *go, float *gin, i64 B, i64 H, i64 W, i64 C, i64 Ho, i64 Wo, i64 s,
+                     int nthreads) {
+  return mp_run(ap_bwd_worker, 0, go, gin, B, H, W, C, Ho, Wo, s, nthreads);
 }
 
 /* ---- training BatchNorm without affine parameters, channels-last [N][C] (N = batch * height * width) ----
@@ -399,7 +484,10 @@ def _build() -> ctypes.CDLL:
     lib.maxpool3_bwd_f32.argtypes = [ptr, ptr, ptr] + [i64] * 7 + [ctypes.c_int]
     lib.bn_fwd_f32.argtypes = [ptr, ptr, ptr, ctypes.c_float, ptr, ptr, ptr, ptr, i64, i64, ctypes.c_double,
                                ctypes.c_double, ctypes.c_int]
-    for fn in (lib.dw_wgrad_f32, lib.maxpool3_fwd_f32, lib.maxpool3_bwd_f32, lib.bn_fwd_f32):
+    lib.avgpool3_fwd_f32.argtypes = [ptr, ptr] + [i64] * 7 + [ctypes.c_int]
+    lib.avgpool3_bwd_f32.argtypes = [ptr, ptr] + [i64] * 7 + [ctypes.c_int]
+    for fn in (lib.dw_wgrad_f32, lib.maxpool3_fwd_f32, lib.maxpool3_bwd_f32, lib.bn_fwd_f32, lib.avgpool3_fwd_f32,
+               lib.avgpool3_bwd_f32):
         fn.restype = ctypes.c_int
     return lib
 
@@ -475,6 +563,30 @@ def max_pool3(x: torch.Tensor, stride: int) -> torch.Tensor | None:
     Ho, Wo = _pool_shape(H, stride), _pool_shape(W, stride)
     out = torch.empty(B, C, Ho, Wo, memory_format=torch.channels_last)
     _check(_lib.maxpool3_fwd_f32(_p(x), _p(out), B, H, W, C, Ho, Wo, stride, torch.get_num_threads()))
+    return out
+
+
+def avg_pool3(x: torch.Tensor, stride: int) -> torch.Tensor | None:
+    """``F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)``, or None where these kernels do not apply."""
+    if not _usable(x) or stride not in (1, 2):
+        return None
+    B, C, H, W = x.shape
+    Ho, Wo = _pool_shape(H, stride), _pool_shape(W, stride)
+    out = torch.empty(B, C, Ho, Wo, memory_format=torch.channels_last)
+    _check(_lib.avgpool3_fwd_f32(_p(x), _p(out), B, H, W, C, Ho, Wo, stride, torch.get_num_threads()))
+    return out
+
+
+def avg_pool3_backward(grad: torch.Tensor, shape: torch.Size, stride: int) -> torch.Tensor | None:
+    """The input gradient (of ``shape``) of ``avg_pool3``, or None where these kernels do not apply."""
+    if stride not in (1, 2) or not _usable(grad):
+        return None
+    B, C, H, W = shape
+    if tuple(grad.shape) != (B, C, _pool_shape(H, stride), _pool_shape(W, stride)):
+        return None
+    out = torch.empty(B, C, H, W, memory_format=torch.channels_last)
+    _check(_lib.avgpool3_bwd_f32(_p(grad), _p(out), B, H, W, C, grad.shape[2], grad.shape[3], stride,
+                                 torch.get_num_threads()))
     return out
 
 
