@@ -451,7 +451,9 @@ def markdown(report: dict) -> str:
     lines = [f"Machine: {m.get('device_name', m['processor'])}, {m['cpu_count']} CPUs, {m['threads']} threads, "
              f"torch {m['torch']}, {m['device']}. Median of {report['config']['iters']} iterations after "
              f"{report['config']['warmup']} warm-up(s){over}; C={report['config']['init_channels']}, "
-             f"{report['config']['layers']} layers, {report['config']['nodes']} nodes, 3x32x32 inputs.", "",
+             f"{report['config']['layers']} layers, {report['config']['nodes']} nodes, 3x32x32 inputs."
+             + (f" C kernels: {'on' if 'off' not in m['native_kernels'] else m['native_kernels']}."
+                if "native_kernels" in m else ""), "",
              "| mode | order | batch | s / iteration | speed-up | weight step alone (s) | peak memory (MiB) "
              "| memory growth ratio |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -528,6 +530,10 @@ def main(argv: list[str] | None = None) -> int:
                "torch": torch.__version__, "threads": args.threads, "device": device}
     if device == "cuda":
         machine["device_name"] = torch.cuda.get_device_name(0)
+    else:
+        from dartsnas.ops import native  # the C kernels the CPU search step uses, or why not
+
+        machine["native_kernels"] = native.status()
     config = {"impls": args.impl, "orders": args.orders, "batch_sizes": args.batch_sizes,
               "warmup": args.warmup, "iters": args.iters, "init_channels": args.init_channels,
               "layers": args.layers, "nodes": args.nodes, "num_classes": 10, "input": [3, 32, 32],

@@ -204,3 +204,33 @@ def test_batch_norm_declines_what_it_does_not_handle():
     assert native.batch_norm_train(z.contiguous(), None, None, 0.1, 1e-5) is None
     assert native.batch_norm_train(z, torch.zeros(4, dtype=torch.float64), None, 0.1, 1e-5) is None
     assert native.batch_norm_train(z, None, None, 0.1, 1e-5, acc=_cl(2, 4, 3, 4)) is None
+
+
+@needs_native
+@pytest.mark.parametrize("B,C,H,W", [(4, 16, 6, 6), (3, 20, 5, 7), (2, 64, 2, 2), (2, 5, 1, 1)])
+@pytest.mark.parametrize("need", [(True, True), (True, False), (False, True)])
+def test_batch_norm_backward_equals_aten(B, C, H, W, need):
+    """The backward from the output (mean 0, invstd 1 standing for the input) with the invstd, times a gate, as
+    the affine weight: ATen's ``native_batch_norm_backward`` called the same way."""
+    gen = torch.Generator().manual_seed(C * 7)
+    g, y = _cl(B, C, H, W, gen=gen), _cl(B, C, H, W, gen=gen)
+    w = torch.rand(C, generator=gen) + 0.1
+    gin, gw = native.batch_norm_backward(g, y, w, *need)
+    ref_in, ref_w, _ = torch.ops.aten.native_batch_norm_backward(g, y, w, None, None, torch.zeros(C), torch.ones(C),
+                                                                 True, 1e-5, [*need, False])
+    assert (gin is None) == (not need[0]) and (gw is None) == (not need[1])
+    if need[0]:
+        assert gin.is_contiguous(memory_format=CL) and torch.allclose(gin, ref_in, rtol=1e-5, atol=1e-5)
+    if need[1]:
+        assert torch.allclose(gw, ref_w, rtol=1e-5, atol=1e-4)
+
+
+def test_unwritable_cache_falls_back_to_the_temporary_directory(monkeypatch, tmp_path):
+    if not native.available():
+        pytest.skip(native.status())
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("DARTSNAS_CACHE", str(blocker / "cache"))  # cannot be created
+    monkeypatch.setattr(native, "_tried", False)
+    monkeypatch.setattr(native, "_lib", None)
+    assert native.available() and "dartsnas-" in native.status()

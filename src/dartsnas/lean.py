@@ -123,6 +123,9 @@ def _bn_backward(grad: torch.Tensor, out: torch.Tensor, weight: torch.Tensor, ep
     ``weight * (g - mean g - y mean(g y))``, and the per-channel ``sum(g * y)``. One fused kernel: the output
     stands for the input with mean 0 and invstd 1, and ``weight`` (the real invstd, times a gate if any) enters
     as the affine weight, whose "weight gradient" is that sum."""
+    fused = native.batch_norm_backward(grad, out, weight, need_input, need_weight)
+    if fused is not None:
+        return fused
     zeros, ones = torch.zeros_like(weight), torch.ones_like(weight)
     g_in, g_w, _ = torch.ops.aten.native_batch_norm_backward(grad, out, weight, None, None, zeros, ones, True, eps,
                                                              [need_input, need_weight, False])

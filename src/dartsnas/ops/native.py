@@ -436,6 +436,57 @@ int bn_fwd_f32(const float *z, float *out, float *acc, float gate, float *mean, 
   run_threads(bn_norm_worker, args, sizeof(bn_arg), n);
   return 0;
 }
+
+/* the backward of that BN, from its output y (mean 0, invstd 1) with a per-channel weight w (the real invstd,
+   times the gate): gin = w * (g - mean(g) - y * mean(g * y)), and gw = sum(g * y) (the gate's gradient) */
+typedef struct { const float *g, *y; float *gin; double *part; i64 r0, r1, C; const float *w, *ms, *md; } bnb_arg;
+
+static inline __attribute__((always_inline)) void bnb_stats_body(bnb_arg *a, const i64 C) {
+  double *restrict sg = a->part, *restrict sd = a->part + C;
+  for (i64 c = 0; c < C; c++) { sg[c] = 0.0; sd[c] = 0.0; }
+  for (i64 r = a->r0; r < a->r1; r++) {
+    const float *restrict g = a->g + r * C, *restrict y = a->y + r * C;
+    SIMD
+    for (i64 c = 0; c < C; c++) { sg[c] += g[c]; sd[c] += (double)g[c] * y[c]; }
+  }
+}
+
+static inline __attribute__((always_inline)) void bnb_apply_body(bnb_arg *a, const i64 C) {
+  const float *restrict w = a->w, *restrict ms = a->ms, *restrict md = a->md;
+  for (i64 r = a->r0; r < a->r1; r++) {
+    const float *restrict g = a->g + r * C, *restrict y = a->y + r * C;
+    float *restrict o = a->gin + r * C;
+    SIMD
+    for (i64 c = 0; c < C; c++) o[c] = w[c] * (g[c] - ms[c] - y[c] * md[c]);
+  }
+}
+
+static void *bnb_stats_worker(void *arg) { BY_CHANNELS(bnb_stats_body, (bnb_arg *)arg); return 0; }
+static void *bnb_apply_worker(void *arg) { BY_CHANNELS(bnb_apply_body, (bnb_arg *)arg); return 0; }
+
+int bn_bwd_f32(const float *g, const float *y, const float *w, float *gin, float *gw, i64 N, i64 C, int nthreads) {
+  if (N < 1) return -2;
+  int n = clamp_threads(nthreads, N);
+  double *part = malloc((size_t)(2 * C * n) * sizeof(double));
+  float *ms = malloc((size_t)(2 * C) * sizeof(float));
+  if (!part || !ms) { free(part); free(ms); return -1; }
+  float *md = ms + C;
+  bnb_arg args[MAXT];
+  for (int t = 0; t < n; t++)
+    args[t] = (bnb_arg){g, y, gin, part + 2 * C * t, N * t / n, N * (t + 1) / n, C, w, ms, md};
+  run_threads(bnb_stats_worker, args, sizeof(bnb_arg), n);
+  for (i64 c = 0; c < C; c++) {
+    double sg = 0.0, sd = 0.0;
+    for (int t = 0; t < n; t++) { sg += part[2 * C * t + c]; sd += part[2 * C * t + C + c]; }
+    ms[c] = (float)(sg / (double)N);
+    md[c] = (float)(sd / (double)N);
+    if (gw) gw[c] = (float)sd;
+  }
+  if (gin) run_threads(bnb_apply_worker, args, sizeof(bnb_arg), n);
+  free(part);
+  free(ms);
+  return 0;
+}
 """
 
 FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-shared", "-fPIC", "-fopenmp"]
@@ -467,8 +518,12 @@ def _build() -> ctypes.CDLL:
         raise RuntimeError("no C compiler found")
     key = hashlib.sha256("\0".join([SOURCE, compiler, *FLAGS, _cpu_key(), platform.machine()]).encode()).hexdigest()
     target = cache_dir() / f"kernels-{key[:16]}.so"
-    if not target.exists():
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a read-only home: the temporary directory instead
+        target = Path(tempfile.gettempdir()) / f"dartsnas-{os.getuid()}" / target.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             src, lib = Path(tmp) / "kernels.c", Path(tmp) / "kernels.so"
             src.write_text(SOURCE)
@@ -485,9 +540,10 @@ def _build() -> ctypes.CDLL:
     lib.bn_fwd_f32.argtypes = [ptr, ptr, ptr, ctypes.c_float, ptr, ptr, ptr, ptr, i64, i64, ctypes.c_double,
                                ctypes.c_double, ctypes.c_int]
     lib.avgpool3_fwd_f32.argtypes = [ptr, ptr] + [i64] * 7 + [ctypes.c_int]
+    lib.bn_bwd_f32.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, i64, ctypes.c_int]
     lib.avgpool3_bwd_f32.argtypes = [ptr, ptr] + [i64] * 7 + [ctypes.c_int]
     for fn in (lib.dw_wgrad_f32, lib.maxpool3_fwd_f32, lib.maxpool3_bwd_f32, lib.bn_fwd_f32, lib.avgpool3_fwd_f32,
-               lib.avgpool3_bwd_f32):
+               lib.avgpool3_bwd_f32, lib.bn_bwd_f32):
         fn.restype = ctypes.c_int
     return lib
 
@@ -622,3 +678,20 @@ def batch_norm_train(z: torch.Tensor, running_mean: torch.Tensor | None, running
                            running_var.data_ptr() if running_var is not None else None, B * H * W, C, momentum,
                            eps, torch.get_num_threads()))
     return out, mean, invstd
+
+
+def batch_norm_backward(grad: torch.Tensor, out: torch.Tensor, weight: torch.Tensor, need_input: bool,
+                        need_weight: bool) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
+    """The backward of ``batch_norm_train`` from its output: ``weight * (grad - mean(grad) - out * mean(grad *
+    out))`` (per channel; ``weight`` is the invstd, times a gate) and ``sum(grad * out)``; or None where these
+    kernels do not apply."""
+    if (not _usable(grad, out) or grad.shape != out.shape or out.numel() == 0 or weight.dtype != torch.float32
+            or weight.device.type != "cpu" or weight.dim() != 1 or weight.numel() != out.shape[1]):
+        return None
+    B, C, H, W = out.shape
+    w = weight.contiguous()
+    gin = torch.empty_like(out, memory_format=torch.channels_last) if need_input else None
+    gw = torch.empty(C) if need_weight else None
+    _check(_lib.bn_bwd_f32(_p(grad), _p(out), _p(w), gin.data_ptr() if gin is not None else None,
+                           gw.data_ptr() if gw is not None else None, B * H * W, C, torch.get_num_threads()))
+    return gin, gw
