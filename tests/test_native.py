@@ -234,3 +234,26 @@ def test_unwritable_cache_falls_back_to_the_temporary_directory(monkeypatch, tmp
     monkeypatch.setattr(native, "_tried", False)
     monkeypatch.setattr(native, "_lib", None)
     assert native.available() and "dartsnas-" in native.status()
+
+
+@needs_native
+def test_batch_norm_variance_far_from_zero_and_wrong_running_stats():
+    """The variance of a channel whose mean dwarfs its spread keeps its digits (sums around a shift), and
+    running statistics of the wrong size are declined, not written past."""
+    gen = torch.Generator().manual_seed(5)
+    z = (3000 + 0.003 * _cl(8, 16, 8, 8, gen=gen)).contiguous(memory_format=CL)
+    out, mean, invstd = native.batch_norm_train(z, None, None, 0.1, 1e-12)
+    ref_var = z.double().var(dim=(0, 2, 3), unbiased=False)
+    assert torch.allclose(invstd.double(), 1 / torch.sqrt(ref_var + 1e-12), rtol=1e-3)
+    assert native.batch_norm_train(_cl(2, 16, 3, 3), torch.zeros(4), torch.ones(4), 0.1, 1e-5) is None
+
+
+def test_the_temporary_cache_must_be_private(monkeypatch, tmp_path):
+    monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(tmp_path))
+    shared = tmp_path / f"dartsnas-{native.os.getuid()}"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)  # others may write: a library there could be planted
+    with pytest.raises(OSError, match="not a private directory"):
+        native._private_tmp()
+    shared.chmod(0o700)
+    assert native._private_tmp() == shared

@@ -107,7 +107,8 @@ def _bn_gated(ctx, acc, gates, k: int, z: torch.Tensor, rm, rv, factor: float, e
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``_gate_output`` of the BN output: (what the function returns, the BN output, its invstd); the gated sum
     into ``acc`` is done by the kernel that normalises, where it can."""
-    fusable = gates is not None and acc is not None and acc.shape == z.shape and acc.dtype == z.dtype
+    fusable = (gates is not None and acc is not None and z.device.type == "cpu" and acc.shape == z.shape
+               and acc.dtype == z.dtype)  # (and no host sync for the gate's value elsewhere)
     out, _, invstd, done = _bn_train(z, rm, rv, factor, eps, acc if fusable else None,
                                      float(gates[k]) if fusable else 1.0)
     if done:

@@ -25,6 +25,7 @@ from ..data import build_search_loaders
 from ..errors import CheckpointError, ConfigError
 from ..genotype import Genotype
 from ..runs import RunDir
+from ..ops import native
 from ..ops.approx import use_table
 from ..space import SearchSpace, is_space_file, resolve_space
 from ..supernet import SearchNetwork
@@ -125,6 +126,7 @@ class Search:
         configure_determinism(cfg.deterministic)
         if self.device.type == "cpu":
             tune_malloc()
+            logger.info("%s", native.status())  # built here, on first use, rather than inside the first step
         seed_everything(cfg.seed)
         self.train_loader, self.val_loader, self.info = build_search_loaders(
             cfg.dataset, cfg.data, batch_size=cfg.batch_size, train_portion=cfg.train_portion, seed=cfg.seed,

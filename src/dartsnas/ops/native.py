@@ -12,8 +12,9 @@ Both are simple loops over channels-last (NHWC) float32 data, vectorised over th
 carries their C source, compiles it with the system C compiler into a per-user cache
 (``$DARTSNAS_CACHE`` or ``~/.cache/dartsnas``; the file name holds a hash of the source, the compiler flags and
 the CPU's feature flags, since it is built with ``-march=native``) and calls it through ``ctypes`` with the GIL
-released. The sums are the same sums in another order (float32 tolerance), and max pooling picks the same
-element ATen does (the first maximum in row-major window order; NaN wins).
+released. The sums are the same sums in another order (float32 tolerance), and max pooling gives the same
+values and sends each gradient to the element ATen's would (the first maximum in row-major window order; NaN
+wins).
 
 Nothing depends on it: without a C compiler, on a failed build, for other dtypes or layouts, or with
 ``DARTSNAS_NATIVE=0``, ``available()`` is false and callers keep PyTorch's own kernels.
@@ -22,9 +23,11 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -32,6 +35,8 @@ import threading
 from pathlib import Path
 
 import torch
+
+logger = logging.getLogger(__name__)
 
 SOURCE = r"""
 #include <math.h>
@@ -377,9 +382,10 @@ int avgpool3_bwd_f32(const float *go, float *gin, i64 B, i64 H, i64 W, i64 C, i6
 
 /* ---- training BatchNorm without affine parameters, channels-last [N][C] (N = batch * height * width) ----
    out = (z - mean) * invstd, the running statistics updated as nn.BatchNorm2d does (unbiased variance), and,
-   optionally, acc += gate * out in the same pass (the mixed op's weighted sum). Sums in double. */
+   optionally, acc += gate * out in the same pass (the mixed op's weighted sum). Sums in double, of z minus the
+   first row (a shift that keeps the variance exact enough when the mean is far from 0). */
 typedef struct { const float *z; float *out, *acc; double *part; i64 r0, r1, C; const float *mean, *invstd;
-                 float gate; } bn_arg;
+                 float gate; const float *shift; } bn_arg;
 
 static inline __attribute__((always_inline)) void bn_stats_body(bn_arg *a, const i64 C) {
   double *restrict s = a->part, *restrict q = a->part + C;
@@ -387,7 +393,7 @@ static inline __attribute__((always_inline)) void bn_stats_body(bn_arg *a, const
   for (i64 r = a->r0; r < a->r1; r++) {
     const float *restrict zr = a->z + r * C;
     SIMD
-    for (i64 c = 0; c < C; c++) { double v = zr[c]; s[c] += v; q[c] += v * v; }
+    for (i64 c = 0; c < C; c++) { double v = (double)zr[c] - a->shift[c]; s[c] += v; q[c] += v * v; }
   }
 }
 
@@ -420,12 +426,13 @@ int bn_fwd_f32(const float *z, float *out, float *acc, float gate, float *mean, 
   if (!part) return -1;
   bn_arg args[MAXT];
   for (int t = 0; t < n; t++)
-    args[t] = (bn_arg){z, out, acc, part + 2 * C * t, N * t / n, N * (t + 1) / n, C, mean, invstd, gate};
+    args[t] = (bn_arg){z, out, acc, part + 2 * C * t, N * t / n, N * (t + 1) / n, C, mean, invstd, gate, z};
   run_threads(bn_stats_worker, args, sizeof(bn_arg), n);
   for (i64 c = 0; c < C; c++) {
     double s = 0.0, q = 0.0;
     for (int t = 0; t < n; t++) { s += part[2 * C * t + c]; q += part[2 * C * t + C + c]; }
-    double m = s / (double)N, var = q / (double)N - m * m;
+    /* sums of z - z[0]: the variance keeps its digits when a channel's mean dwarfs its spread */
+    double d = s / (double)N, var = q / (double)N - d * d, m = (double)z[c] + d;
     if (var < 0.0) var = 0.0;
     mean[c] = (float)m;
     invstd[c] = (float)(1.0 / sqrt(var + eps));
@@ -489,7 +496,9 @@ int bn_bwd_f32(const float *g, const float *y, const float *w, float *gin, float
 }
 """
 
-FLAGS = ["-O3", "-march=native", "-mprefer-vector-width=512", "-shared", "-fPIC", "-fopenmp"]
+FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-fopenmp"]
+if platform.machine() in ("x86_64", "AMD64"):
+    FLAGS.insert(2, "-mprefer-vector-width=512")  # AVX-512 where there is some (an x86-only option)
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -512,18 +521,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DARTSNAS_CACHE") or Path.home() / ".cache" / "dartsnas")
 
 
-def _build() -> ctypes.CDLL:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if compiler is None:
-        raise RuntimeError("no C compiler found")
-    key = hashlib.sha256("\0".join([SOURCE, compiler, *FLAGS, _cpu_key(), platform.machine()]).encode()).hexdigest()
-    target = cache_dir() / f"kernels-{key[:16]}.so"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError:  # a read-only home: the temporary directory instead
-        target = Path(tempfile.gettempdir()) / f"dartsnas-{os.getuid()}" / target.name
-        target.parent.mkdir(parents=True, exist_ok=True)
+def _private_tmp() -> Path:
+    """``$TMPDIR/dartsnas-<uid>``, made private; refused if someone else owns it or can write to it (a library
+    planted there would run in this process)."""
+    d = Path(tempfile.gettempdir()) / f"dartsnas-{os.getuid()}"
+    d.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(d)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise OSError(f"{d} is not a private directory of this user")
+    return d
+
+
+def _compiled(target: Path, compiler: str) -> Path:
+    """``target``, compiled first if it is not there (built aside and moved in: processes building at once, as
+    under torchrun, each land a whole file)."""
     if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             src, lib = Path(tmp) / "kernels.c", Path(tmp) / "kernels.so"
             src.write_text(SOURCE)
@@ -531,8 +544,20 @@ def _build() -> ctypes.CDLL:
                                  timeout=120)
             if run.returncode != 0:
                 raise RuntimeError(f"{compiler} failed: {run.stderr.strip().splitlines()[-1:] or run.returncode}")
-            os.replace(lib, target)  # atomic: processes building at once (torchrun) each land a whole file
-    lib = ctypes.CDLL(str(target))
+            os.replace(lib, target)
+    return target
+
+
+def _build() -> ctypes.CDLL:
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        raise RuntimeError("no C compiler found")
+    key = hashlib.sha256("\0".join([SOURCE, compiler, *FLAGS, _cpu_key(), platform.machine()]).encode()).hexdigest()
+    name = f"kernels-{key[:16]}.so"
+    try:
+        lib = ctypes.CDLL(str(_compiled(cache_dir() / name, compiler)))
+    except OSError:  # a cache that cannot be written or a file that does not load: a private temporary one
+        lib = ctypes.CDLL(str(_compiled(_private_tmp() / name, compiler)))
     i64, ptr = ctypes.c_long, ctypes.c_void_p
     lib.dw_wgrad_f32.argtypes = [ptr, ptr, ptr] + [i64] * 10 + [ctypes.c_int]
     lib.maxpool3_fwd_f32.argtypes = [ptr, ptr] + [i64] * 7 + [ctypes.c_int]
@@ -563,6 +588,7 @@ def _load() -> ctypes.CDLL | None:
                     _lib = _build()
                 except Exception as exc:  # any failure: PyTorch's kernels instead
                     _error = f"{type(exc).__name__}: {exc}"
+                    logger.info("native CPU kernels not built (%s): PyTorch's kernels are used", _error)
             _tried = True
     return _lib
 
@@ -590,7 +616,7 @@ def _p(t: torch.Tensor) -> int:
 
 def _check(code: int) -> None:
     if code != 0:
-        raise MemoryError("native kernel: out of memory")
+        raise MemoryError("native kernel: out of memory") if code == -1 else RuntimeError(f"native kernel: {code}")
 
 
 def depthwise_weight_grad(grad: torch.Tensor, x: torch.Tensor, k: int, stride: int, padding: int, dilation: int
@@ -667,10 +693,11 @@ def batch_norm_train(z: torch.Tensor, running_mean: torch.Tensor | None, running
     pass; or None where these kernels do not apply."""
     if not _usable(z) or z.numel() == 0 or (acc is not None and (not _usable(acc) or acc.shape != z.shape)):
         return None
-    stats = [t for t in (running_mean, running_var) if t is not None]
-    if any(t.dtype != torch.float32 or not t.is_contiguous() or t.device.type != "cpu" for t in stats):
-        return None
     B, C, H, W = z.shape
+    stats = [t for t in (running_mean, running_var) if t is not None]
+    if any(t.dtype != torch.float32 or not t.is_contiguous() or t.device.type != "cpu" or t.numel() != C
+           for t in stats):
+        return None
     out = torch.empty_like(z, memory_format=torch.channels_last)
     mean, invstd = torch.empty(C), torch.empty(C)
     _check(_lib.bn_fwd_f32(_p(z), _p(out), acc.data_ptr() if acc is not None else None, gate, _p(mean),
