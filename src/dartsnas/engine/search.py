@@ -126,7 +126,7 @@ class Search:
         configure_determinism(cfg.deterministic)
         if self.device.type == "cpu":
             tune_malloc()
-            logger.info("%s", native.status())  # built here, on first use, rather than inside the first step
+            native.available()  # the C kernels built here, on first use, rather than inside the first step
         seed_everything(cfg.seed)
         self.train_loader, self.val_loader, self.info = build_search_loaders(
             cfg.dataset, cfg.data, batch_size=cfg.batch_size, train_portion=cfg.train_portion, seed=cfg.seed,
@@ -245,6 +245,8 @@ class Search:
         if not self.dist.is_main:
             run = ReadOnlyRun(run)
         self._run = run
+        if self.device.type == "cpu" and self.dist.is_main:
+            logger.info("%s", native.status())  # whether the CPU step has its C kernels (ops/native.py)
         if self.epoch == 0 and self._resume is None:
             run.write_alpha_history(self.history, self.space.primitives, gate=cfg.gates)
         while self.epoch < cfg.epochs and not self._converged():  # a resumed early stop just finishes
