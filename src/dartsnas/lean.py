@@ -95,11 +95,13 @@ def _bn_train(z: torch.Tensor, rm, rv, factor: float, eps: float, acc: torch.Ten
     """(output, mean, invstd, whether ``acc += gate * output`` was done) of an affine-free training BN: the C
     kernel (ops/native.py: statistics, normalisation and the gated sum in two passes) where it applies."""
     F._verify_batch_size(z.size())  # one value per channel: the error nn.BatchNorm2d gives
-    fused = native.batch_norm_train(z, rm, rv, factor, eps, acc, gate)
+    if acc is not None:
+        fused = native.batch_norm_train(z, rm, rv, factor, eps, acc, gate)
+        if fused is not None:
+            return (*fused, True)
+    fused = native.batch_norm_train(z, rm, rv, factor, eps)  # the output alone, the sum left to the caller
     if fused is not None:
-        return (*fused, acc is not None)
-    if acc is not None:  # without the gated sum, the output alone may still go through the kernel
-        return (*_bn_train(z, rm, rv, factor, eps)[:3], False)
+        return (*fused, False)
     return (*torch.native_batch_norm(z, None, None, rm, rv, True, factor, eps), False)
 
 

@@ -637,52 +637,51 @@ def _pool_shape(n: int, s: int) -> int:
     return (n + 2 - 3) // s + 1
 
 
-def max_pool3(x: torch.Tensor, stride: int) -> torch.Tensor | None:
-    """``F.max_pool2d(x, 3, stride, 1)``, or None where these kernels do not apply."""
+def _pool3(name: str, x: torch.Tensor, stride: int) -> torch.Tensor | None:
+    """A 3x3, padding-1 pooling of ``x`` by the kernel ``name``, or None where these kernels do not apply."""
     if not _usable(x) or stride not in (1, 2):
         return None
     B, C, H, W = x.shape
     Ho, Wo = _pool_shape(H, stride), _pool_shape(W, stride)
     out = torch.empty(B, C, Ho, Wo, memory_format=torch.channels_last)
-    _check(_lib.maxpool3_fwd_f32(_p(x), _p(out), B, H, W, C, Ho, Wo, stride, torch.get_num_threads()))
+    _check(getattr(_lib, name)(_p(x), _p(out), B, H, W, C, Ho, Wo, stride, torch.get_num_threads()))
     return out
 
 
-def avg_pool3(x: torch.Tensor, stride: int) -> torch.Tensor | None:
-    """``F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)``, or None where these kernels do not apply."""
-    if not _usable(x) or stride not in (1, 2):
-        return None
-    B, C, H, W = x.shape
-    Ho, Wo = _pool_shape(H, stride), _pool_shape(W, stride)
-    out = torch.empty(B, C, Ho, Wo, memory_format=torch.channels_last)
-    _check(_lib.avgpool3_fwd_f32(_p(x), _p(out), B, H, W, C, Ho, Wo, stride, torch.get_num_threads()))
-    return out
-
-
-def avg_pool3_backward(grad: torch.Tensor, shape: torch.Size, stride: int) -> torch.Tensor | None:
-    """The input gradient (of ``shape``) of ``avg_pool3``, or None where these kernels do not apply."""
-    if stride not in (1, 2) or not _usable(grad):
+def _pool3_backward(grad: torch.Tensor, shape: torch.Size, stride: int, x: torch.Tensor | None = None
+                    ) -> torch.Tensor | None:
+    """The input gradient (of ``shape``) of a 3x3, padding-1 pooling: max pooling given its input ``x``, average
+    pooling without; or None where these kernels do not apply."""
+    if stride not in (1, 2) or not _usable(grad, *(() if x is None else (x,))):
         return None
     B, C, H, W = shape
-    if tuple(grad.shape) != (B, C, _pool_shape(H, stride), _pool_shape(W, stride)):
+    Ho, Wo = _pool_shape(H, stride), _pool_shape(W, stride)
+    if tuple(grad.shape) != (B, C, Ho, Wo):
         return None
     out = torch.empty(B, C, H, W, memory_format=torch.channels_last)
-    _check(_lib.avgpool3_bwd_f32(_p(grad), _p(out), B, H, W, C, grad.shape[2], grad.shape[3], stride,
-                                 torch.get_num_threads()))
+    args = (_p(grad), _p(out), B, H, W, C, Ho, Wo, stride, torch.get_num_threads())
+    _check(_lib.avgpool3_bwd_f32(*args) if x is None else _lib.maxpool3_bwd_f32(_p(x), *args))
     return out
+
+
+def max_pool3(x: torch.Tensor, stride: int) -> torch.Tensor | None:
+    """``F.max_pool2d(x, 3, stride, 1)``, or None where these kernels do not apply."""
+    return _pool3("maxpool3_fwd_f32", x, stride)
 
 
 def max_pool3_backward(grad: torch.Tensor, x: torch.Tensor, stride: int) -> torch.Tensor | None:
     """The input gradient of ``F.max_pool2d(x, 3, stride, 1)``, or None where these kernels do not apply."""
-    if stride not in (1, 2) or not _usable(grad, x):
-        return None
-    B, C, H, W = x.shape
-    if tuple(grad.shape) != (B, C, _pool_shape(H, stride), _pool_shape(W, stride)):
-        return None
-    out = torch.empty_like(x, memory_format=torch.channels_last)
-    _check(_lib.maxpool3_bwd_f32(_p(x), _p(grad), _p(out), B, H, W, C, grad.shape[2], grad.shape[3], stride,
-                                 torch.get_num_threads()))
-    return out
+    return _pool3_backward(grad, x.shape, stride, x)
+
+
+def avg_pool3(x: torch.Tensor, stride: int) -> torch.Tensor | None:
+    """``F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)``, or None where these kernels do not apply."""
+    return _pool3("avgpool3_fwd_f32", x, stride)
+
+
+def avg_pool3_backward(grad: torch.Tensor, shape: torch.Size, stride: int) -> torch.Tensor | None:
+    """The input gradient (of ``shape``) of ``avg_pool3``, or None where these kernels do not apply."""
+    return _pool3_backward(grad, shape, stride)
 
 
 def batch_norm_train(z: torch.Tensor, running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
