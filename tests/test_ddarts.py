@@ -11,6 +11,7 @@ import torch
 from dartsnas import Architect
 from dartsnas.architect import zero_one_loss
 from dartsnas.cli import main
+from dartsnas.genotype import load_genotype
 from dartsnas.ops import DARTS_PRIMITIVES
 from dartsnas.runs import RunDir
 from dartsnas.space import SearchSpace
@@ -110,6 +111,13 @@ def test_per_cell_sigmoid_search_then_deeper_training_and_evaluation(tmp_path, c
                  "--out", str(search)]) == 0
     g = json.loads((search / "genotype.json").read_text())
     assert len(g["cells"]) == 4
+    # as D-DARTS, the sparse and the edge cells are both saved at the end (at the search's threshold)
+    assert load_genotype(search / "genotype_threshold-sparse.json") == load_genotype(search / "genotype.json")
+    edge_file = search / "genotype_threshold-edge.json"
+    code = main(["derive", str(search), "--rule", "threshold-edge", "--out", str(tmp_path / "last_edge.json")])
+    assert code == (0 if edge_file.is_file() else 2)
+    if code == 0:
+        assert load_genotype(tmp_path / "last_edge.json") == load_genotype(edge_file)
     assert [c.get("reduction", False) for c in g["cells"]] == [False, True, True, False]
     history = RunDir.open(search).read_alpha_history()
     assert str(history["gate"]) == "sigmoid"

@@ -72,7 +72,7 @@ def reference_top_k(w: np.ndarray, prims, nodes: int, k: int = 2) -> tuple:
 
 
 def test_rules_are_exported() -> None:
-    assert DERIVATION_RULES == ("top-k", "threshold-sparse", "threshold-edge")
+    assert DERIVATION_RULES == ("top-k", "threshold-sparse", "threshold-edge", "threshold-complete")
 
 
 def test_top_k_hand_example_unchanged() -> None:
@@ -100,47 +100,110 @@ def test_top_k_matches_the_reference_on_random_weights(seed: int) -> None:
 def test_threshold_sparse_hand_example() -> None:
     cell = derive_cell(hand_weights(), PRIMS, 3, 3, rule="threshold-sparse", threshold=0.5)
     assert cell.nodes == (
-        (("sep_conv_3x3", 0), ("max_pool_3x3", 0), ("skip_connect", 1)),  # two ops on one edge, strongest first
-        (("max_pool_3x3", 2),),  # sep_conv 0.49 below; the edge from 0 (0.45) dropped
+        (("sep_conv_3x3", 0), ("skip_connect", 1)),  # the best op of each of the two strongest edges
+        (("max_pool_3x3", 2),),  # the second edge's best op (sep_conv 0.45 from 0) is below 0.5: no gene
         (("sep_conv_3x3", 1), ("max_pool_3x3", 0)),  # the edge from 3 (0.55) is the third strongest
     )
-    assert "none" not in cell.ops()
+    assert cell.concat == (2, 3, 4) and "none" not in cell.ops()
 
 
-def test_threshold_edge_hand_example() -> None:
-    cell = derive_cell(hand_weights(), PRIMS, 3, 3, rule="threshold-edge", threshold=0.5)
-    assert cell.nodes == (
-        (("sep_conv_3x3", 0), ("max_pool_3x3", 0), ("skip_connect", 1)),
+def test_threshold_edge_and_complete_hand_examples() -> None:
+    edge = derive_cell(hand_weights(), PRIMS, 3, 3, rule="threshold-edge", threshold=0.5)
+    assert edge.nodes == (
+        (("max_pool_3x3", 0), ("sep_conv_3x3", 0), ("skip_connect", 1)),  # two ops on one edge, weaker first
         (("max_pool_3x3", 2),),
-        (("sep_conv_3x3", 1), ("max_pool_3x3", 0), ("skip_connect", 3)),
+        (("max_pool_3x3", 0), ("sep_conv_3x3", 1), ("skip_connect", 3)),  # every edge, in input order
     )
-    assert "none" not in cell.ops()
+    assert derive_cell(hand_weights(), PRIMS, 3, 3, rule="threshold-complete", threshold=0.5) == edge
+    # complete keeps a third op on an edge where edge keeps the two largest
+    w = hand_weights()
+    w[0, 2] = 0.65
+    assert derive_cell(w, PRIMS, 3, 3, rule="threshold-edge", threshold=0.5).nodes[0] == (
+        ("skip_connect", 0), ("sep_conv_3x3", 0), ("skip_connect", 1))
+    assert derive_cell(w, PRIMS, 3, 3, rule="threshold-complete", threshold=0.5).nodes[0] == (
+        ("max_pool_3x3", 0), ("skip_connect", 0), ("sep_conv_3x3", 0), ("skip_connect", 1))
 
 
-@pytest.mark.parametrize("rule", ["threshold-sparse", "threshold-edge"])
-def test_a_node_below_the_threshold_keeps_its_strongest_pair(rule: str) -> None:
+@pytest.mark.parametrize("rule", ["threshold-sparse", "threshold-edge", "threshold-complete"])
+def test_a_node_without_genes_drops_out_without_fallback(rule: str) -> None:
     w = np.array([
         [0.99, 0.30, 0.20, 0.10],  # node 0 <- 0: only 'none' is high
-        [0.00, 0.10, 0.40, 0.20],  # node 0 <- 1: best real pair, skip 0.4
+        [0.00, 0.10, 0.40, 0.20],  # node 0 <- 1: nothing reaches 0.9, so node 0 (state 2) does not exist
         [0.00, 0.95, 0.00, 0.00],  # node 1 <- 0
         [0.00, 0.00, 0.00, 0.91],  # node 1 <- 1
-        [0.00, 0.00, 0.00, 0.00],  # node 1 <- 2
+        [0.00, 0.00, 0.92, 0.00],  # node 1 <- 2: a gene from the missing node, kept and skipped when built
     ])
     cell = derive_cell(w, PRIMS, 2, 2, rule=rule, threshold=0.9)
-    assert cell.nodes == ((("skip_connect", 1),), (("max_pool_3x3", 0), ("sep_conv_3x3", 1)))
-    # threshold 1.0 is allowed: only gates at exactly 1 pass, so every node falls back here
-    cell = derive_cell(w, PRIMS, 2, 2, rule=rule, threshold=1.0)
-    assert cell.nodes == ((("skip_connect", 1),), (("max_pool_3x3", 0),))
+    if rule == "threshold-sparse":  # the two strongest edges: from 0 (0.95) and from 2 (0.92)
+        genes = (("max_pool_3x3", 0), ("skip_connect", 2))
+    else:
+        genes = (("max_pool_3x3", 0), ("sep_conv_3x3", 1), ("skip_connect", 2))
+    assert cell.nodes == ((), genes)
+    assert cell.concat == (3,) and cell.live_pairs(1) == genes[:-1]
+    # a node whose only genes read a missing node drops out too (the original code could not run it)
+    w[2, 1] = w[3, 3] = 0.0
+    with pytest.raises(GenotypeError, match="no gate of this cell reaches the threshold 0.9"):
+        derive_cell(w, PRIMS, 2, 2, rule=rule, threshold=0.9)
+    w[1, 2] = 0.95  # node 0 exists again
+    assert derive_cell(w, PRIMS, 2, 2, rule=rule, threshold=0.9).nodes == ((("skip_connect", 1),),
+                                                                            (("skip_connect", 2),))
+    with pytest.raises(GenotypeError, match="no gate of this cell reaches the threshold 1.0"):
+        derive_cell(w, PRIMS, 2, 2, rule=rule, threshold=1.0)
 
 
-def test_threshold_ties_are_deterministic() -> None:
-    w = np.zeros((num_edges(1), 4))
-    w[0, 1:3] = 0.6  # edge from 0: max_pool and skip tie
-    w[1, 2] = 0.6  # edge from 1: skip ties with both
-    edge = derive_cell(w, PRIMS, 1, 1, rule="threshold-edge", threshold=0.5)
-    assert edge.nodes == ((("max_pool_3x3", 0), ("skip_connect", 0), ("skip_connect", 1)),)
-    sparse = derive_cell(w, PRIMS, 1, 1, rule="threshold-sparse", threshold=0.5, k=1)
-    assert sparse.nodes == ((("max_pool_3x3", 0), ("skip_connect", 0)),)  # the lower input wins the edge tie
+def reference_d_darts(w: np.ndarray, prims, nodes: int, rule: str, T: float) -> list[tuple[str, int, int]]:
+    """D-DARTS' utils.parse threshold rules, written out independently from their description: the
+    (op, to, from) genes in the order D-DARTS lists them. ``prims`` has no 'none' (D-DARTS' spaces have none)."""
+    genes, start = [], 0
+    for i in range(nodes):
+        rows = w[start:start + 2 + i]
+        start += 2 + i
+        if rule == "threshold-sparse":
+            strongest = sorted(range(len(rows)), key=lambda j: (-max(rows[j]), j))[:2]
+            for j in strongest:
+                best = 0
+                for p in range(1, len(prims)):
+                    if rows[j][p] > rows[j][best]:
+                        best = p
+                if rows[j][best] >= T:
+                    genes.append((prims[best], 2 + i, j))
+        else:
+            for j in range(len(rows)):
+                ops = range(len(prims))
+                if rule == "threshold-edge":
+                    ops = sorted(ops, key=lambda p: (rows[j][p], p))[-2:]
+                genes += [(prims[p], 2 + i, j) for p in ops if rows[j][p] >= T]
+    return genes
+
+
+@pytest.mark.parametrize("rule", ["threshold-sparse", "threshold-edge", "threshold-complete"])
+def test_threshold_rules_derive_what_d_darts_derives(rule: str) -> None:
+    prims = DARTS_PRIMITIVES[1:]  # D-DARTS' seven ops
+    T = 0.85
+    rng = np.random.default_rng(7)
+    pruned_cases = 0
+    for _ in range(200):
+        w = rng.uniform(size=(num_edges(4), len(prims)))
+        # gates around the threshold, exactly at it, and ties
+        w[rng.uniform(size=w.shape) < 0.2] = T
+        w[rng.uniform(size=w.shape) < 0.1] = np.nextafter(T, 0.0)
+        w[rng.uniform(size=w.shape) < 0.1] = 0.9
+        expected = reference_d_darts(w, prims, 4, rule, T)
+        # D-DARTS would fail to train a node whose genes all read missing nodes; we drop it (documented)
+        live = {0, 1}
+        for to in range(2, 6):
+            mine = [g for g in expected if g[1] == to]
+            if any(src in live for _, _, src in mine):
+                live.add(to)
+            elif mine:
+                pruned_cases += 1
+                expected = [g for g in expected if g[1] != to]
+        if len(live) == 2:
+            continue
+        cell = derive_cell(w, prims, 4, 4, rule=rule, threshold=T)
+        assert [(op, 2 + i, src) for i, node in enumerate(cell.nodes) for op, src in node] == expected
+        assert cell.concat == tuple(sorted(live - {0, 1}))
+    assert pruned_cases < 20
 
 
 @pytest.mark.parametrize(
@@ -155,6 +218,7 @@ def test_threshold_ties_are_deterministic() -> None:
         ({"rule": "threshold-sparse", "threshold": "0.5"}, "must be a number"),
         ({"rule": "top-k", "threshold": 0.5}, "threshold applies to the threshold rules only"),
         ({"rule": "threshold-edge", "threshold": 0.5, "k": 3}, "k does not apply"),
+        ({"rule": "threshold-complete", "threshold": 0.5, "k": 1}, "k does not apply"),
         ({"rule": "top-3"}, "unknown derivation rule 'top-3'; choose one of top-k, threshold-sparse"),
     ],
 )
@@ -206,9 +270,10 @@ def test_json_round_trip_of_multi_op_designs(tmp_path: Path) -> None:
 
 def test_classic_text_refuses_variable_pairs_but_str_reads_back() -> None:
     g = multi_op_genotype()
-    with pytest.raises(GenotypeError, match="normal node 0 has 3 inputs; the classic text form needs exactly two"):
+    with pytest.raises(GenotypeError, match="normal node 1 has 1 inputs; the classic text form needs exactly two"):
         g.to_classic()
-    assert parse_genotype_text(str(g)) == Genotype(normal=g.normal, reduce=g.reduce)  # the triple form
+    assert str(g).startswith("Genotype(normal=[[('sep_conv_3x3', 0), ('skip_connect', 1)], [")  # nested lists
+    assert parse_genotype_text(str(g)) == Genotype(normal=g.normal, reduce=g.reduce)
 
 
 # ---------------------------------------------------------------------------------------------- network

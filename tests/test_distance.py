@@ -14,7 +14,7 @@ from dartsnas.distance import (
     resolve_architecture,
 )
 from dartsnas.errors import ConfigError, GenotypeError
-from dartsnas.genotype import CellDesign, Genotype, published_genotype, save_genotype
+from dartsnas.genotype import CellDesign, Genotype, load_genotype, published_genotype, save_genotype
 
 # The DARTS candidate ops without "none" (a derived genotype never keeps it).
 OPS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
@@ -257,3 +257,46 @@ def test_resolve_architecture_errors_are_one_line(search_run, tmp_path, case, er
     with pytest.raises(error, match=match) as err:
         calls[case]()
     assert "\n" not in str(err.value)
+
+
+# -- D-DARTS' Hausdorff metric -------------------------------------------------------------------------------------
+def _brute_force_hausdorff(a, b, columns, nodes):
+    """Independent reference: scipy's weighted Hamming distance between every pair of edge rows."""
+    from scipy.spatial.distance import hamming
+
+    from dartsnas.distance import OP_WEIGHTS, one_hot_alphas
+
+    w = [OP_WEIGHTS[c] for c in columns]
+    x, y = one_hot_alphas(a, columns, nodes) * 10.0, one_hot_alphas(b, columns, nodes) * 10.0
+    directed = [max(min(hamming(u, v, w=w) for v in q) for u in p) for p, q in ((x, y), (y, x))]
+    return max(directed)
+
+
+def test_hausdorff_metric_of_d_darts_files_matches_a_brute_force_reference():
+    from pathlib import Path
+
+    from dartsnas.distance import hausdorff_metric
+    from dartsnas.ops.ddarts import DARTOPTI_PRIMITIVES
+
+    folder = Path(__file__).parent / "data" / "seeds" / "d-darts"
+    sparse = load_genotype(folder / "ResNet18_cifar10_threshold_sparse_0.85.txt")
+    edge = load_genotype(folder / "ResNet18_cifar10_threshold_edge_0.85.txt")
+    result = hausdorff_metric(sparse, edge)
+    expected = [_brute_force_hausdorff(x, y, DARTOPTI_PRIMITIVES, 4) for x, y in zip(sparse.cells, edge.cells)]
+    assert [c["metric"] for c in result["cells"]] == pytest.approx(expected, abs=1e-12)
+    assert result["metric"] == pytest.approx(sum(expected) / 4, abs=1e-12) and 0 < result["metric"] <= 1
+    assert hausdorff_metric(edge, sparse)["metric"] == pytest.approx(result["metric"], abs=1e-15)  # symmetric
+    assert hausdorff_metric(sparse, sparse)["metric"] == 0.0
+
+
+def test_hausdorff_metric_by_hand():
+    from dartsnas.distance import OP_WEIGHTS, hausdorff_metric
+
+    # one node; A: sep_conv_3x3 from 0; B: sep_conv_3x3 from 0 and skip from 1. Rows: edge 0 and edge 1.
+    # A's rows: (sep), (); B's rows: (sep), (skip). Row () of A is nearest B's (sep) or (skip): one op differs,
+    # the nearer being the lighter skip. Row (skip) of B: nearest A's () (skip differs). The rest are 0.
+    a = CellDesign(nodes=[[("sep_conv_3x3", 0)]], concat=[2])
+    b = CellDesign(nodes=[[("sep_conv_3x3", 0), ("skip_connect", 1)]], concat=[2])
+    ga, gb = Genotype(normal=a, reduce=a), Genotype(normal=b, reduce=b)
+    total = sum(OP_WEIGHTS.values())  # the twelve DARTOpti columns
+    assert hausdorff_metric(ga, gb)["metric"] == pytest.approx(OP_WEIGHTS["skip_connect"] / total, abs=1e-12)

@@ -70,7 +70,9 @@ def test_data_model_is_hashable_and_compares_by_value() -> None:
     "kwargs, match",
     [
         ({"nodes": [], "concat": [0]}, "at least one intermediate node"),
-        ({"nodes": [[]], "concat": [2]}, "node 0 has no inputs"),
+        ({"nodes": [[]], "concat": [2]}, "at least one intermediate node"),
+        ({"nodes": [[], [("sep_conv_3x3", 0)]], "concat": [2, 3]}, "state 2, a node without inputs"),
+        ({"nodes": [[], [("sep_conv_3x3", 2)]], "concat": [3]}, r"node 1 \(state 3\) reads only states \[2\]"),
         ({"nodes": [[("sep_conv_3x3", 2)]], "concat": [2]}, "not computed before it"),
         ({"nodes": [[("", 0)]], "concat": [2]}, "non-empty strings"),
         ({"nodes": [[("sep_conv_3x3", 0)]], "concat": []}, "concat is empty"),
@@ -352,7 +354,7 @@ def test_load_by_name_path_and_selection(tmp_path: Path) -> None:
 
 
 def test_unknown_name_lists_published() -> None:
-    message = "no genotype file or published genotype named 'DARTS_V9'; published: .*DARTS_V2"
+    message = "no genotype file or published genotype named 'DARTS_V9', and it is not a genotype text .*; published: .*DARTS_V2"
     with pytest.raises(GenotypeError, match=message):
         load_genotype("DARTS_V9")
     with pytest.raises(GenotypeError, match="published: "):

@@ -14,7 +14,8 @@ from dartsnas.ops.attention import ATTENTION_OPS, FeedForward, RelativeSelfAtten
 from dartsnas.ops.mobile import MOBILE_OPS, FusedMBConv, MBConv, MobileSepConv
 
 NEW_OPS = MOBILE_OPS + ATTENTION_OPS
-RESIDUAL_OPS = tuple(n for n in NEW_OPS if n.startswith(("mbconv", "fused_mbconv")) or n in ATTENTION_OPS)
+RESIDUAL_OPS = tuple(n for n in NEW_OPS if n.startswith(("mbconv", "fused_mbconv", "mb_conv", "fused_mb_conv"))
+                     or n in ATTENTION_OPS)
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -28,8 +29,8 @@ def zero_all_parameters(module: torch.nn.Module) -> None:
 
 
 def test_every_variant_is_registered():
-    assert len(MOBILE_OPS) == 14 and len(set(MOBILE_OPS)) == 14
-    expected = {"mb_sep_conv_3x3", "mb_sep_conv_5x5", "attention", "ffn"}
+    assert len(MOBILE_OPS) == 16 and len(set(MOBILE_OPS)) == 16
+    expected = {"mb_sep_conv_3x3", "mb_sep_conv_5x5", "attention", "ffn", "mb_conv_3x3", "fused_mb_conv_3x3"}
     expected |= {f"mbconv_{k}x{k}_e{e}{s}" for k in (3, 5) for e in (3, 6) for s in ("", "_se")}
     expected |= {f"fused_mbconv_3x3_e{e}{s}" for e in (3, 6) for s in ("", "_se")}
     assert set(NEW_OPS) == expected

@@ -14,6 +14,7 @@ from typing import Any, Sequence, get_args, get_origin, get_type_hints
 
 from .config import SearchConfig, TrainConfig, load_config, read_yaml
 from .errors import DartsNASError, StopRequested
+from .genotype import DEFAULT_THRESHOLD, DERIVATION_RULES
 
 logger = logging.getLogger("dartsnas")
 
@@ -45,6 +46,29 @@ DEMO_TRAIN_EPOCHS = 20
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+# The seed systems' spellings of our options (the original DARTS code and D-DARTS, pt.darts), accepted beside
+# ours; every option also takes its underscore form (--batch_size for --batch-size).
+SEED_ALIASES: dict[str, tuple[str, ...]] = {
+    "lr": ("--learning_rate", "--w_lr"),
+    "lr_min": ("--learning_rate_min", "--w_lr_min"),
+    "momentum": ("--w_momentum",),
+    "weight_decay": ("--w_weight_decay",),
+    "grad_clip": ("--w_grad_clip",),
+    "arch_lr": ("--arch_learning_rate", "--alpha_lr"),
+    "arch_weight_decay": ("--alpha_weight_decay",),
+    "threshold": ("--op_threshold",),
+    "cutout": ("--cutout_length",),
+}
+
+
+def _option_strings(name: str) -> list[str]:
+    """``--init-channels``, its underscore form ``--init_channels``, and the seed systems' names for it."""
+    flags = [_flag(name)]
+    if "_" in name:
+        flags.append("--" + name)
+    return flags + list(SEED_ALIASES.get(name, ()))
 
 
 def _converter(hint: Any):
@@ -87,7 +111,9 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
                 kwargs["choices"] = meta["choices"]
             if "metavar" in meta:
                 kwargs["metavar"] = meta["metavar"]
-        group.add_argument(_flag(f.name), **kwargs)
+            if "const" in meta:  # the flag alone means this value (--cutout: 16)
+                kwargs.update(nargs="?", const=meta["const"])
+        group.add_argument(*_option_strings(f.name), **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its latest checkpoint")
     _add_verbosity(search)
     add_config_flags(search, SearchConfig)
+    search.add_argument("--unrolled", dest="order", action="store_const", const=2, default=argparse.SUPPRESS,
+                        help="the original code's spelling of --order 2")
 
     train = sub.add_parser("train", help="train the network built from a genotype", epilog=TRAIN_EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -123,14 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ops_module(evaluate)
 
     derive = sub.add_parser("derive", help="derive the genotype of any epoch from a search run's alpha history")
-    derive.add_argument("run", metavar="RUN", help="a search run directory")
+    derive.add_argument("run", metavar="RUN", help="a search run directory, or a folder with the course project's "
+                                                   "alpha_normal_history.npy and alpha_reduce_history.npy")
     derive.add_argument("--epoch", type=int, help="epoch (0: the initial alphas; default: the last)")
     derive.add_argument("--out", metavar="FILE", help="write the genotype as JSON")
-    derive.add_argument("--rule", choices=["top-k", "threshold-sparse", "threshold-edge"],
-                        help="derivation rule (default: the search's): top-k (DARTS), threshold-sparse (two edges "
-                             "per node, ops at or above --threshold), threshold-edge (every edge, ops above it)")
+    derive.add_argument("--rule", choices=list(DERIVATION_RULES),
+                        help="derivation rule (default: the search's): top-k (DARTS), or D-DARTS' threshold-sparse, "
+                             "threshold-edge, threshold-complete (see `dartsnas search --help`)")
     derive.add_argument("--threshold", type=float, help="gate threshold of the threshold rules (default: the "
-                                                        "search's, else 0.85)")
+                                                        f"search's, else {DEFAULT_THRESHOLD})")
     _add_verbosity(derive)
     _add_ops_module(derive)
 
@@ -192,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ops_module(ops)
 
     info = sub.add_parser("info", help="parameters and multiply-adds of a genotype's network, without training")
-    info.add_argument("--genotype", required=True, metavar="PATH|NAME", help="genotype file or published name")
+    info.add_argument("--genotype", required=True, metavar="PATH|NAME|TEXT",
+                      help="genotype file, published name, or the genotype text itself (quoted)")
     info.add_argument("--dataset", default="cifar10", help="data set preset: classes, image size (default: "
                                                            "cifar10)")
     info.add_argument("--data", metavar="DIR", help="data folder (imagefolder/imagenet: to count classes)")
@@ -203,8 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ops_module(info)
 
     geno = sub.add_parser("genotype", help="read a genotype (JSON, classic text or published name), print or convert it")
-    geno.add_argument("source", help="genotype file (JSON or classic text), FILE::NAME, or a published name "
-                                     "such as DARTS_V2")
+    geno.add_argument("source", help="genotype file (JSON or classic text), FILE::NAME, a published name "
+                                     "such as DARTS_V2, or the genotype text itself (quoted)")
     geno.add_argument("--format", choices=["json", "classic"], default="classic",
                       help="how to print it (default: classic)")
     geno.add_argument("--out", metavar="FILE", help="write it as a JSON genotype file")
@@ -500,7 +530,7 @@ def _train(args: argparse.Namespace) -> int:
 def resolve_train_genotype(cfg: TrainConfig):
     """The genotype named by --genotype, or the one a search run saved (--from-run, --epoch)."""
     from .genotype import load_genotype
-    from .runs import RunDir
+    from .runs import RunDir, derive_from_course_history, is_course_history
 
     from .config import read_yaml
     from .plugins import load_ops_modules
@@ -508,6 +538,8 @@ def resolve_train_genotype(cfg: TrainConfig):
     if cfg.genotype is not None:
         load_ops_modules(cfg.ops_module)
         return load_genotype(cfg.genotype)
+    if is_course_history(cfg.from_run):  # the course project's alpha_*_history.npy files
+        return derive_from_course_history(cfg.from_run, cfg.epoch)[0]
     run = RunDir.open(cfg.from_run)
     searched = read_yaml(run.config_path)
     if cfg.ops_module is None:  # the search's own op modules (its flag, or its space file's)
@@ -539,17 +571,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_derive(args: argparse.Namespace) -> int:
     from .genotype import save_genotype
-    from .runs import derive_from_history
+    from .runs import derive_from_course_history, derive_from_history, is_course_history
 
     threshold = args.threshold
     if threshold is not None and not 0.0 < threshold <= 1.0:
         raise DartsNASError(f"--threshold must be in (0, 1], got {threshold}")
-    if args.rule in ("threshold-sparse", "threshold-edge") and threshold is None:
+    if args.rule not in (None, "top-k") and threshold is None:
         from .config import read_yaml
         from .runs import RunDir
 
-        threshold = read_yaml(RunDir.open(args.run).config_path).get("threshold") or 0.85
-    genotype, epoch = derive_from_history(args.run, args.epoch, rule=args.rule, threshold=threshold)
+        threshold = read_yaml(RunDir.open(args.run).config_path).get("threshold") or DEFAULT_THRESHOLD
+    if is_course_history(args.run):  # the course project's alpha_*_history.npy files
+        if args.rule not in (None, "top-k"):
+            raise DartsNASError("the course project's histories derive by its own rule (top-k); leave out --rule")
+        genotype, epoch = derive_from_course_history(args.run, args.epoch)
+    else:
+        genotype, epoch = derive_from_history(args.run, args.epoch, rule=args.rule, threshold=threshold)
     if args.out:
         save_genotype(genotype, args.out)
         logger.info("wrote %s", args.out)

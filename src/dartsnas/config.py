@@ -15,6 +15,14 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from .errors import ConfigError
+from .genotype import DEFAULT_THRESHOLD, DERIVATION_RULES
+
+
+def _dataset_name(name: Any) -> Any:
+    """Data set names are case-insensitive (data.canonical_dataset); the config keeps the registered one."""
+    from .data import canonical_dataset
+
+    return canonical_dataset(name)
 
 
 def help_(text: str, **meta: Any) -> dict:
@@ -26,7 +34,8 @@ def help_(text: str, **meta: Any) -> dict:
 class SearchConfig:
     """Everything a search needs. Defaults are those of the DARTS paper (CIFAR-10 search, Section 3.1.1)."""
 
-    dataset: str = field(default="cifar10", metadata=help_("data set: cifar10, cifar100, imagefolder, imagenet, digits"))
+    dataset: str = field(default="cifar10", metadata=help_(
+        "data set: cifar10, cifar100, mnist, fashionmnist, imagefolder, imagenet, digits (any case)"))
     data: str = field(default="data", metadata=help_("folder holding the data set (downloaded there if possible)",
                                                       metavar="DIR"))
     epochs: int = field(default=50, metadata=help_("search epochs"))
@@ -57,12 +66,14 @@ class SearchConfig:
     zero_one_weight: float = field(default=10.0, metadata=help_(
         "with --gates sigmoid: weight of the zero-one loss that pushes each gate to 0 or 1 (0: off)"))
     derive_rule: str | None = field(default=None, metadata=help_(
-        "genotype derivation: top-k (DARTS: two edges per node, best op each), threshold-sparse (two edges "
-        "per node, ops at or above --threshold), threshold-edge (every edge, ops at or above --threshold) "
-        "(default: the space's: top-k; threshold-edge for resnet18, resnet50, xception)",
-        choices=["top-k", "threshold-sparse", "threshold-edge"]))
+        "genotype derivation: top-k (DARTS: two edges per node, best op each), or D-DARTS' rules: "
+        "threshold-sparse (two strongest edges per node, their best op if at or above --threshold), "
+        "threshold-edge (every edge, its two best ops at or above --threshold), threshold-complete (every op "
+        "at or above --threshold) (default: the space's: top-k; threshold-edge for resnet18, resnet50, xception)",
+        choices=list(DERIVATION_RULES)))
     threshold: float | None = field(default=None, metadata=help_(
-        "gate threshold of the threshold rules (default: 0.85; 0.5 in the resnet and xception spaces)"))
+        f"gate threshold of the threshold rules (default: {DEFAULT_THRESHOLD}; 0.5 in the resnet and xception "
+        "spaces)"))
     pretrain_epochs: int = field(default=0, metadata=help_(
         "warm-up: train only the weights for this many epochs before the alpha steps begin"))
     early_stop_distance: float | None = field(default=None, metadata=help_(
@@ -84,7 +95,8 @@ class SearchConfig:
     channels_last: bool = field(default=True, metadata=help_(
         "channels-last memory format (faster on CPU and GPU; same maths)"))
     amp: str = field(default="off", metadata=help_(
-        "mixed precision of the supernet's forward: off or bf16 (autocast)", choices=["off", "bf16"]))
+        "mixed precision of the supernet's forward: off, bf16 (autocast), or fp16 (autocast and a gradient scaler "
+        "in the weight step, D-DARTS' --amp; the alpha step stays in float32)", choices=["off", "bf16", "fp16"]))
     lr: float = field(default=0.025, metadata=help_("weight learning rate (SGD), cosine-annealed to --lr-min"))
     lr_min: float = field(default=0.001, metadata=help_("final weight learning rate"))
     momentum: float = field(default=0.9, metadata=help_("SGD momentum of the weights"))
@@ -111,6 +123,7 @@ class SearchConfig:
     def validate(self) -> "SearchConfig":
         """Raise ConfigError on values that cannot build a run; return self."""
         _check_types(self)
+        self.dataset = _dataset_name(self.dataset)
         positive_ints = ("epochs", "batch_size", "layers", "init_channels", "nodes", "multiplier", "stem_multiplier")
         for name in positive_ints:
             if getattr(self, name) is not None and getattr(self, name) < 1:
@@ -126,8 +139,8 @@ class SearchConfig:
             raise ConfigError(f"alphas must be shared or per-cell, got {self.alphas!r}")
         if self.gates not in ("softmax", "sigmoid"):
             raise ConfigError(f"gates must be softmax or sigmoid, got {self.gates!r}")
-        if self.derive_rule not in (None, "top-k", "threshold-sparse", "threshold-edge"):
-            raise ConfigError(f"derive_rule must be top-k, threshold-sparse or threshold-edge, got {self.derive_rule!r}")
+        if self.derive_rule is not None and self.derive_rule not in DERIVATION_RULES:
+            raise ConfigError(f"derive_rule must be one of {', '.join(DERIVATION_RULES)}, got {self.derive_rule!r}")
         if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
             raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
         if self.zero_one_weight < 0:
@@ -139,8 +152,8 @@ class SearchConfig:
             raise ConfigError(f"early_stop_distance must be >= 0, got {self.early_stop_distance}")
         if self.recompute not in ("ops", "off", "cells", "edges", "all"):
             raise ConfigError(f"recompute must be ops, off, cells, edges or all, got {self.recompute!r}")
-        if self.amp not in ("off", "bf16"):
-            raise ConfigError(f"amp must be off or bf16 in search, got {self.amp!r}")
+        if self.amp not in ("off", "bf16", "fp16"):
+            raise ConfigError(f"amp must be off, bf16 or fp16, got {self.amp!r}")
         if self.partial_channels < 1 or self.init_channels % self.partial_channels:
             raise ConfigError(f"partial_channels must be >= 1 and divide init_channels ({self.init_channels}), "
                               f"got {self.partial_channels}")
@@ -173,10 +186,11 @@ class TrainConfig:
     ``recipe: imagenet`` switches the defaults to its ImageNet setting (see ``RECIPES``)."""
 
     genotype: str | None = field(default=None, metadata=help_(
-        "genotype file (JSON or classic text), FILE::NAME, or a published name such as DARTS_V2",
-        metavar="PATH|NAME"))
-    from_run: str | None = field(default=None, metadata=help_("take the genotype a search run saved",
-                                                              metavar="RUN"))
+        "genotype file (JSON or classic text), FILE::NAME, a published name such as DARTS_V2, or the genotype "
+        "text itself (JSON, Genotype(...), Genotype_nested(...), quoted)", metavar="PATH|NAME|TEXT"))
+    from_run: str | None = field(default=None, metadata=help_(
+        "take the genotype a search run saved (or derive it from a folder of the course project's "
+        "alpha_normal_history.npy and alpha_reduce_history.npy)", metavar="RUN"))
     epoch: int | None = field(default=None, metadata=help_("with --from-run: the genotype after this epoch "
                                                            "(default: the final one)"))
     ops_module: list[str] | None = field(default=None, metadata=help_(
@@ -188,8 +202,8 @@ class TrainConfig:
     recipe: str = field(default="cifar", metadata=help_(
         "default settings: cifar (the paper's CIFAR training) or imagenet (its ImageNet training)",
         choices=["cifar", "imagenet"]))
-    dataset: str = field(default="cifar10", metadata=help_("data set: cifar10, cifar100, imagefolder, imagenet, "
-                                                           "digits"))
+    dataset: str = field(default="cifar10", metadata=help_(
+        "data set: cifar10, cifar100, mnist, fashionmnist, imagefolder, imagenet, digits (any case)"))
     data: str = field(default="data", metadata=help_("folder holding the data set", metavar="DIR"))
     epochs: int = field(default=600, metadata=help_("training epochs"))
     batch_size: int = field(default=96, metadata=help_("batch size"))
@@ -209,8 +223,8 @@ class TrainConfig:
         "auxiliary head at 2/3 depth (default: on where it fits, i.e. images of 32 px and more)"))
     auxiliary_weight: float = field(default=0.4, metadata=help_("weight of the auxiliary loss"))
     drop_path_prob: float = field(default=0.2, metadata=help_("drop-path probability, rising linearly from 0"))
-    cutout: int | None = field(default=None, metadata=help_("cutout length (default: the data set's: 16 on "
-                                                            "CIFAR, 0 off)"))
+    cutout: int | None = field(default=None, metadata=help_(
+        "cutout length; --cutout alone means 16 (default: the data set's: 16 on CIFAR, 0 off)", const=16))
     autoaugment: bool = field(default=False, metadata=help_("torchvision's AutoAugment policy"))
     label_smoothing: float = field(default=0.0, metadata=help_("label smoothing of the loss"))
     amp: str = field(default="off", metadata=help_("mixed precision: off, bf16 or fp16 (fp16 with a grad scaler)",
@@ -232,6 +246,7 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         _check_types(self)
+        self.dataset = _dataset_name(self.dataset)
         if (self.genotype is None) == (self.from_run is None):
             raise ConfigError("pass exactly one of --genotype PATH|NAME and --from-run RUN")
         if self.epoch is not None and self.from_run is None:

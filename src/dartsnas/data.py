@@ -37,6 +37,7 @@ __all__ = [
     "DatasetInfo",
     "DigitsDataset",
     "build_search_loaders",
+    "canonical_dataset",
     "dataset_info",
     "load_split",
     "make_loader",
@@ -83,7 +84,7 @@ DATASETS: Registry[DatasetBuilder] = Registry("data set")
 def dataset_info(name: str, root: str | Path | None = None) -> DatasetInfo:
     """The preset of data set ``name``. ``imagefolder`` and ``imagenet`` read the class count (and for
     ``imagefolder`` the image size) from ``root``; the others ignore ``root``."""
-    return DATASETS.get(name).info(_as_path(root))
+    return DATASETS.get(canonical_dataset(name)).info(_as_path(root))
 
 
 def load_split(
@@ -108,13 +109,22 @@ def load_split(
         raise DataError(f"unknown split {split!r}; pass one of {', '.join(SPLITS)}")
     if transform not in TRANSFORMS:
         raise DataError(f"unknown transform {transform!r}; pass one of {', '.join(TRANSFORMS)}")
-    builder = DATASETS.get(name)
+    builder = DATASETS.get(canonical_dataset(name))
     if transform == "autoaugment" and builder.in_memory:
         raise DataError(f"AutoAugment needs RGB images; {name} has none: leave out --autoaugment")
     dataset, info = builder.load(_as_path(root), split, transform, download)
     if cutout > 0 and transform in ("train", "autoaugment"):
         dataset = _with_extra_transform(dataset, Cutout(cutout))
     return dataset, info
+
+
+def canonical_dataset(name: str) -> str:
+    """A data set name as registered: names are case-insensitive (``CIFAR10``, as pt.darts and D-DARTS spell
+    them, is ``cifar10``) and ``fashion_mnist``/``fashion-mnist`` are ``fashionmnist``."""
+    if not isinstance(name, str):
+        return name
+    key = name.strip().lower()
+    return "fashionmnist" if key in ("fashion_mnist", "fashion-mnist") else key
 
 
 def search_split(n: int, train_portion: float, seed: int) -> tuple[list[int], list[int]]:
@@ -356,7 +366,9 @@ def _cifar_builder(name: str, pretty: str, num_classes: int, mean, std, archive_
             raise DataError(f"{pretty} needs a data folder; pass --data DIR with the extracted {archive_hint} data")
         folder = root / cls.base_folder
         if not _cifar_present(root, cls):
-            reason = "download=False" if not download else _try_download(cls, root)
+            reason = "download=False" if not download else _try_download(
+                cls.url, root, [root / cls.filename, root / cls.base_folder],
+                lambda: cls(str(root), train=True, download=True))
             if reason is not None:
                 raise DataError(
                     f"{pretty} not found in {root} (looked for {folder}) and {reason}; pass --data DIR with the "
@@ -381,23 +393,23 @@ def _cifar_present(root: Path, cls: Any) -> bool:
     return folder.is_dir() and all((folder / f).is_file() for f in names)
 
 
-def _try_download(cls: Any, root: Path) -> str | None:
-    """Download a torchvision CIFAR archive into ``root``. Returns None on success, else why it failed.
+def _try_download(url: str, root: Path, leftovers: list[Path], fetch: Callable[[], Any]) -> str | None:
+    """Download a torchvision data set into ``root`` with ``fetch()``. Returns None on success, else why it failed.
 
-    Fails fast when the host cannot be reached, and leaves nothing behind that it created."""
-    host = urllib.parse.urlparse(cls.url).hostname or ""
-    scheme = urllib.parse.urlparse(cls.url).scheme
+    Fails fast when ``url``'s host cannot be reached, and leaves nothing behind that it created."""
+    host = urllib.parse.urlparse(url).hostname or ""
+    scheme = urllib.parse.urlparse(url).scheme
     if scheme not in urllib.request.getproxies():
         try:
             socket.create_connection((host, 443 if scheme == "https" else 80), timeout=5).close()
         except OSError:
             return f"the download failed ({host} unreachable: no network?)"
     created = _first_missing_ancestor(root)
-    leftovers = [p for p in (root / cls.filename, root / cls.base_folder) if not p.exists()]
-    logger.info("downloading %s into %s", cls.url, root)
+    leftovers = [p for p in leftovers if not p.exists()]
+    logger.info("downloading %s into %s", url, root)
     try:
         root.mkdir(parents=True, exist_ok=True)
-        cls(str(root), train=True, download=True)
+        fetch()
         return None
     except Exception as exc:
         if created is not None:
@@ -415,6 +427,59 @@ DATASETS.register("cifar10", _cifar_builder(
     "cifar10", "CIFAR-10", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "cifar-10-python"))
 DATASETS.register("cifar100", _cifar_builder(
     "cifar100", "CIFAR-100", 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "cifar-100-python"))
+
+
+# --------------------------------------------------------------------------- MNIST, Fashion-MNIST
+
+
+def _mnist_builder(name: str, pretty: str, cls_name: str, mean: float, std: float, flip: bool) -> DatasetBuilder:
+    """torchvision's MNIST-family reader: ``DIR/<MNIST|FashionMNIST>/raw/*-ubyte`` (pt.darts' layout), 1-channel
+    28x28, with pt.darts' normalisation and augmentation (a random affine, plus a vertical flip for
+    Fashion-MNIST)."""
+    info = DatasetInfo(name=name, num_classes=10, channels=1, image_size=28, mean=(mean,), std=(std,),
+                       cutout_length=16, auxiliary=False)  # 7x7 after two reductions: no auxiliary head
+
+    def transform_of(kind: str):
+        from torchvision import transforms as T
+
+        if kind == "none":
+            return None
+        normalize = [T.ToTensor(), T.Normalize(info.mean, info.std)]
+        if kind == "test":
+            return T.Compose(normalize)
+        augment = [T.RandomAffine(degrees=15, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=0.1)]
+        return T.Compose(augment + ([T.RandomVerticalFlip()] if flip else []) + normalize)
+
+    def load(root: Path | None, split: str, transform: str, download: bool) -> tuple[Dataset, DatasetInfo]:
+        from torchvision import datasets
+
+        cls = getattr(datasets, cls_name)
+        if root is None:
+            raise DataError(f"{pretty} needs a data folder; pass --data DIR (it reads DIR/{cls_name}/raw)")
+        raw = root / cls_name / "raw"
+        files = [raw / Path(f).stem for f, _ in cls.resources]  # the uncompressed idx files
+        if not all(f.is_file() for f in files):
+            reason = "download=False" if not download else _try_download(
+                cls.mirrors[0] + cls.resources[0][0], root, [root / cls_name],
+                lambda: cls(str(root), train=True, download=True))
+            if reason is not None:
+                raise DataError(
+                    f"{pretty} not found in {root} (looked for {raw}/{files[0].name} and the other idx files) and "
+                    f"{reason}; pass --data DIR holding {cls_name}/raw/ with the four uncompressed idx files"
+                )
+        try:
+            dataset = cls(str(root), train=(split == "train"), transform=transform_of(transform), download=False)
+        except Exception as exc:  # a truncated or foreign idx file
+            raise DataError(f"{pretty} in {raw} is unreadable ({_one_line(exc)}); replace its idx files") from None
+        return dataset, info
+
+    return DatasetBuilder(info=lambda root: info, load=load)
+
+
+DATASETS.register("mnist", _mnist_builder("mnist", "MNIST", "MNIST", 0.13066051707548254, 0.30810780244715075,
+                                          flip=False))
+DATASETS.register("fashionmnist", _mnist_builder("fashionmnist", "Fashion-MNIST", "FashionMNIST",
+                                                 0.28604063146254594, 0.35302426207299326, flip=True))
 
 
 # --------------------------------------------------------------------------- image folders

@@ -28,10 +28,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, GenotypeError
-from .genotype import CellDesign, Genotype, load_genotype
+import numpy as np
 
-__all__ = ["architecture_distance", "cell_distance", "cell_size", "format_distance", "resolve_architecture"]
+from .errors import ConfigError, GenotypeError
+from .genotype import CellDesign, Genotype, is_dir, load_genotype
+
+__all__ = ["OP_WEIGHTS", "architecture_distance", "cell_distance", "cell_hausdorff", "cell_size", "format_distance",
+           "hausdorff_metric", "one_hot_alphas", "resolve_architecture"]
 
 Edge = tuple[int, int]
 
@@ -110,7 +113,7 @@ def resolve_architecture(source: str | Path, epoch: int | None = None) -> Genoty
     from .runs import RunDir  # runs imports torch; keep this module light
 
     path = Path(source)
-    if not path.is_dir():
+    if not is_dir(path):
         if epoch is not None:
             raise ConfigError(f"an epoch applies to a run directory only; {source} is a genotype file or name")
         return load_genotype(source)
@@ -160,3 +163,64 @@ def format_distance(result: dict[str, Any], name_a: str, name_b: str) -> str:
     for c in result["cells"]:
         lines.append(f"  cell {c['cell']!s:<{width}}  {c['distance']:>3} / {c['size']}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# D-DARTS' architecture metric
+# --------------------------------------------------------------------------------------------------
+
+# D-DARTS' per-op weights (its op_stats.json: the median CIFAR-10 accuracy, in %, of a small ResNet-like
+# network with that op in each position): a mismatch on a better op counts more. Ops it has no figure for
+# weigh the mean of its figures.
+OP_WEIGHTS: dict[str, float] = {
+    "conv_3x1_1x3": 82.105830863444, "conv_7x1_1x7": 83.1591640991211, "max_pool_3x3": 82.13416411336264,
+    "avg_pool_3x3": 81.56333073120116, "skip_connect": 81.34166406249999, "simple_conv_1x1": 81.49166413777668,
+    "simple_conv_3x3": 82.30333082275389, "sep_conv_3x3": 83.39583075561525, "sep_conv_5x5": 84.97416410115558,
+    "dil_conv_3x3": 82.73583073323566, "dil_conv_5x5": 82.89249749959309, "bottleneck_1x3x1": 82.87499756469727,
+}
+
+
+def _metric_columns(a: Genotype, b: Genotype) -> tuple[str, ...]:
+    """The ops of the one-hot matrices: D-DARTS' twelve DARTOpti ops (its only columns) when they cover both
+    genotypes, else the union of their primitives and ops, sorted."""
+    from .ops.ddarts import DARTOPTI_PRIMITIVES
+
+    used = set(a.ops()) | set(b.ops())
+    if used <= set(DARTOPTI_PRIMITIVES):
+        return DARTOPTI_PRIMITIVES
+    return tuple(sorted(used | set(a.primitives) | set(b.primitives)))
+
+
+def one_hot_alphas(design: CellDesign, columns: tuple[str, ...], nodes: int) -> np.ndarray:
+    """D-DARTS' view of a cell: an ``[edges, ops]`` matrix with a mark at every gene's edge and op (genes from
+    missing nodes included), for a cell of ``nodes`` intermediate nodes (rows node by node)."""
+    rows = np.zeros((sum(2 + i for i in range(nodes)), len(columns)), dtype=bool)
+    for i, pairs in enumerate(design.nodes):
+        for op, src in pairs:
+            rows[sum(2 + n for n in range(i)) + src, columns.index(op)] = True
+    return rows
+
+
+def cell_hausdorff(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> float:
+    """The symmetric Hausdorff distance between the rows of two one-hot matrices under the weighted Hamming
+    distance (the weight of the ops where two rows differ, over the total weight)."""
+    differ = a[:, None, :] != b[None, :, :]  # [rows of a, rows of b, ops]
+    d = (differ * weights).sum(-1) / weights.sum()
+    return float(max(d.min(axis=1).max(), d.min(axis=0).max()))
+
+
+def hausdorff_metric(a: Genotype, b: Genotype) -> dict[str, Any]:
+    """D-DARTS' architecture metric (``architecture_processing.py``): per cell the symmetric Hausdorff distance
+    between the edge rows of the two one-hot matrices under a Hamming distance weighted by :data:`OP_WEIGHTS`,
+    averaged over the cells. In [0, 1]. Cells are paired as :func:`architecture_distance` pairs them (D-DARTS
+    zips a baseline's genes with the searched cells, comparing fewer cells when the baseline repeats one).
+    Returns ``{"metric", "cells": [{"cell", "metric"}, ...]}``."""
+    columns = _metric_columns(a, b)
+    mean = float(np.mean(list(OP_WEIGHTS.values())))
+    weights = np.array([OP_WEIGHTS.get(op, mean) for op in columns])
+    cells = []
+    for label, x, y in _pairs(a, b):
+        nodes = max(len(x.nodes), len(y.nodes))
+        value = cell_hausdorff(one_hot_alphas(x, columns, nodes), one_hot_alphas(y, columns, nodes), weights)
+        cells.append({"cell": label, "metric": value})
+    return {"metric": float(np.mean([c["metric"] for c in cells])), "cells": cells}

@@ -78,7 +78,10 @@ def _as_index(value: Any, what: str) -> int:
 class CellDesign:
     """One cell: per intermediate node its incoming ``(op, input)`` pairs, and the states concatenated as output.
 
-    Lists are accepted and stored as tuples, so designs are hashable and compare by value.
+    Sparse cells (FairDARTS' and D-DARTS' ``(op, to, from)`` genes, threshold derivation) may leave a node
+    without pairs: that node does not exist, a pair reading it is skipped, and ``concat`` may not name it. A
+    node whose every pair reads a missing node cannot be computed (the original code fails on it) and is
+    refused. Lists are accepted and stored as tuples, so designs are hashable and compare by value.
     """
 
     nodes: tuple[tuple[tuple[str, int], ...], ...]
@@ -106,11 +109,17 @@ class CellDesign:
                         f"a node reads the cell inputs 0 and 1 or an earlier node (states < {2 + i})"
                     )
                 pairs.append((op, src))
-            if not pairs:
-                raise GenotypeError(f"node {i} has no inputs; give every intermediate node at least one (op, input)")
             nodes.append(tuple(pairs))
-        if not nodes:
-            raise GenotypeError("a cell needs at least one intermediate node")
+        if not any(nodes):
+            raise GenotypeError("a cell needs at least one intermediate node with an (op, input) pair")
+        live = {0, 1} | {2 + i for i, node in enumerate(nodes) if node}
+        for i, node in enumerate(nodes):
+            if node and not any(src in live for _, src in node):
+                missing = sorted({src for _, src in node})
+                raise GenotypeError(
+                    f"node {i} (state {2 + i}) reads only states {missing}, which do not exist (no op enters "
+                    "them), so it cannot be computed; give it an input that exists or remove its genes"
+                )
         if isinstance(self.concat, (str, bytes)) or not isinstance(self.concat, Iterable):
             raise GenotypeError(f"concat must be a list of state indices, got {self.concat!r}")
         concat = tuple(_as_index(c, "concat entry") for c in self.concat)
@@ -120,6 +129,8 @@ class CellDesign:
         for c in concat:
             if c >= states:
                 raise GenotypeError(f"concat names state {c}, but the cell has states 0..{states - 1} only")
+            if c not in live:
+                raise GenotypeError(f"concat names state {c}, a node without inputs (it does not exist)")
         if len(set(concat)) != len(concat):
             raise GenotypeError(f"concat {list(concat)} names a state twice; list each state once")
         if not isinstance(self.reduction, (bool, np.bool_)):
@@ -127,6 +138,15 @@ class CellDesign:
         object.__setattr__(self, "nodes", tuple(nodes))
         object.__setattr__(self, "concat", concat)
         object.__setattr__(self, "reduction", bool(self.reduction))
+
+    def live_states(self) -> set[int]:
+        """The states that exist: the two cell inputs and every node with at least one pair."""
+        return {0, 1} | {2 + i for i, node in enumerate(self.nodes) if node}
+
+    def live_pairs(self, i: int) -> tuple[tuple[str, int], ...]:
+        """Node ``i``'s pairs that read an existing state (a pair from a missing node is skipped)."""
+        live = self.live_states()
+        return tuple(pair for pair in self.nodes[i] if pair[1] in live)
 
     def ops(self) -> list[str]:
         """Sorted unique op names this cell uses."""
@@ -305,10 +325,12 @@ class Genotype:
         if self.cells is None:
             assert self.normal is not None and self.reduce is not None
             return (
-                f"Genotype(normal={_fmt_triples(self.normal)}, normal_concat={list(self.normal.concat)}, "
-                f"reduce={_fmt_triples(self.reduce)}, reduce_concat={list(self.reduce.concat)})"
+                f"Genotype(normal={_fmt_nested(self.normal)}, normal_concat={list(self.normal.concat)}, "
+                f"reduce={_fmt_nested(self.reduce)}, reduce_concat={list(self.reduce.concat)})"
             )
-        genes = ", ".join(_fmt_triples(c) for c in self.cells)
+        # D-DARTS' triple form when each cell's output is all its nodes (what triples mean), else nested lists
+        triples = all(c.concat == tuple(sorted(c.live_states() - {0, 1})) for c in self.cells)
+        genes = ", ".join(_fmt_triples(c) if triples else _fmt_nested(c) for c in self.cells)
         concats = {c.concat for c in self.cells}
         concat = list(self.cells[0].concat) if len(concats) == 1 else [list(c.concat) for c in self.cells]
         return f"Genotype_nested(genes=[{genes}], reductions={self.reductions()}, concat={concat})"
@@ -317,6 +339,11 @@ class Genotype:
 def _fmt_pairs(design: CellDesign) -> str:
     """``[('op', input), ...]`` of all nodes in order, as the 2018 code writes them."""
     return "[" + ", ".join(f"({op!r}, {src})" for node in design.nodes for op, src in node) + "]"
+
+
+def _fmt_nested(design: CellDesign) -> str:
+    """``[[('op', input), ...], ...]``: one list per node (pt.darts' form), any number of pairs, empty ones too."""
+    return "[" + ", ".join("[" + ", ".join(f"({op!r}, {src})" for op, src in node) + "]" for node in design.nodes) + "]"
 
 
 def _fmt_triples(design: CellDesign) -> str:
@@ -405,7 +432,8 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 
 # How a discrete cell is read off gated weights; see derive_cell.
-DERIVATION_RULES = ("top-k", "threshold-sparse", "threshold-edge")
+DERIVATION_RULES = ("top-k", "threshold-sparse", "threshold-edge", "threshold-complete")
+DEFAULT_THRESHOLD = 0.85  # D-DARTS' and FairDARTS' gate threshold
 
 
 def _check_rule(rule: Any, threshold: Any, k: Any) -> float | None:
@@ -419,16 +447,45 @@ def _check_rule(rule: Any, threshold: Any, k: Any) -> float | None:
                 "(use rule='threshold-sparse' or 'threshold-edge', or drop the threshold)"
             )
         return None
-    if rule == "threshold-edge" and k != 2:
-        raise GenotypeError(f"k does not apply to rule='threshold-edge' (it keeps every edge), got k={k!r}")
+    if rule != "threshold-sparse" and k != 2:
+        raise GenotypeError(f"k does not apply to rule={rule!r} (it looks at every edge), got k={k!r}")
     if threshold is None:
-        raise GenotypeError(f"rule={rule!r} needs a threshold in (0, 1], e.g. threshold=0.85")
+        raise GenotypeError(f"rule={rule!r} needs a threshold in (0, 1], e.g. threshold={DEFAULT_THRESHOLD}")
     if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer, np.floating)):
         raise GenotypeError(f"threshold must be a number in (0, 1], got {threshold!r}")
     value = float(threshold)
     if not 0.0 < value <= 1.0:  # also refuses NaN
         raise GenotypeError(f"threshold must be in (0, 1] (a gate value), got {threshold!r}")
     return value
+
+
+def _threshold_node(block: np.ndarray, rule: str, cut: float, k: int) -> list[tuple[int, int]]:
+    """One node's ``(input, op column)`` genes under a D-DARTS threshold rule, in the order D-DARTS lists them.
+
+    ``block`` holds the node's edges (rows, by input) by the candidate ops (columns). Written from the rules
+    of D-DARTS' ``utils.parse``:
+
+    - sparse: the ``k`` edges with the largest gate (stable sort: on ties the lower input), strongest first;
+      on each its best op (the first maximum) if that gate is >= ``cut``;
+    - edge: every edge in input order; of its two largest gates (a stable ascending sort's last two, listed
+      in that ascending order) each one >= ``cut``;
+    - complete: every edge in input order, every op >= ``cut`` in primitive order.
+    """
+    inputs = range(block.shape[0])
+    genes: list[tuple[int, int]] = []
+    if rule == "threshold-sparse":
+        for j in sorted(inputs, key=lambda j: -block[j].max())[:k]:
+            best = int(np.argmax(block[j]))
+            if block[j, best] >= cut:
+                genes.append((j, best))
+    elif rule == "threshold-edge":
+        for j in inputs:
+            top = sorted(range(block.shape[1]), key=lambda a: block[j, a])[-2:]
+            genes.extend((j, a) for a in top if block[j, a] >= cut)
+    else:
+        for j in inputs:
+            genes.extend((j, a) for a in range(block.shape[1]) if block[j, a] >= cut)
+    return genes
 
 
 def derive_cell(
@@ -446,19 +503,18 @@ def derive_cell(
     """The discrete cell from gated weights ``[E, P]`` (edges node by node, gate values in [0, 1]).
 
     ``weights`` are per-op gates: softmax rows (DARTS) or independent sigmoid gates (rows need not sum to 1).
-    Ops in ``exclude`` are never chosen. An edge's strength is its largest non-excluded weight; edges are
-    ranked by strength (ties: the lower input wins) and an edge's ops by weight (ties: the earlier primitive).
+    Ops in ``exclude`` are never chosen and never rank an edge (D-DARTS' spaces have no ``none``; ours keep
+    it out of derivation everywhere).
 
-    - ``"top-k"`` (the DARTS code): per node the ``k`` strongest edges, each with its strongest op, strongest
-      edge first.
-    - ``"threshold-sparse"`` (D-DARTS): per node the ``k`` (two) strongest edges; on each, every op whose weight
-      is >= ``threshold`` (several ops on one edge are summed in the trained cell); an edge with no such op
-      is dropped.
-    - ``"threshold-edge"``: every edge of the node, every op whose weight is >= ``threshold`` (``k`` unused).
-
-    With a threshold rule, a node left without any pair keeps its single strongest (edge, op) pair, so that
-    every node has an input. Pairs are listed strongest first (ties: lower input, then earlier primitive).
-    ``concat`` is the last ``multiplier`` nodes.
+    - ``"top-k"`` (the DARTS code): per node the ``k`` strongest edges (an edge's strength is its largest
+      weight; ties: the lower input), each with its strongest op (ties: the earlier primitive), strongest edge
+      first. ``concat`` is the last ``multiplier`` nodes.
+    - ``"threshold-sparse"``, ``"threshold-edge"``, ``"threshold-complete"``: D-DARTS' rules, exactly as its
+      ``utils.parse`` (see :func:`_threshold_node`). There is no fallback: a node may end without a pair and
+      then does not exist. ``concat`` is the nodes that exist among the last ``multiplier`` (the last one that
+      exists if none does): with D-DARTS' ``multiplier == nodes``, every node that exists, as its sparse cells
+      concatenate them. A node whose only pairs read missing nodes would make the original code fail; it is
+      dropped as well (its pairs removed), so a derived cell always builds.
     """
     prims = tuple(primitives)
     if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
@@ -492,23 +548,25 @@ def derive_cell(
     for i in range(nodes):
         block = allowed_w[start : start + 2 + i]
         start += 2 + i
-        strength = block.max(axis=1)
-        # sorted() is stable, so on equal strength the lower input index ranks first.
-        ranked = sorted(range(2 + i), key=lambda j: -strength[j])
         if cut is None:
+            strength = block.max(axis=1)
+            # sorted() is stable, so on equal strength the lower input index ranks first.
+            ranked = sorted(range(2 + i), key=lambda j: -strength[j])
             # argmax returns the first maximum: on ties the earlier primitive wins.
             cell.append(tuple((prims[allowed[int(np.argmax(block[j]))]], j) for j in ranked[:k]))
             continue
-        candidates = ranked[:k] if rule == "threshold-sparse" else ranked
-        kept = [(j, a) for j in candidates for a in range(len(allowed)) if block[j, a] >= cut]
-        if not kept:
-            # Nothing reaches the threshold: keep the node's strongest pair so that it still has an input.
-            j = ranked[0]
-            kept = [(j, int(np.argmax(block[j])))]
-        # Strongest pair first; ties: lower input, then earlier primitive.
-        kept.sort(key=lambda ja: (-block[ja], ja[0], ja[1]))
-        cell.append(tuple((prims[allowed[a]], j) for j, a in kept))
+        pairs = tuple((prims[allowed[a]], j) for j, a in _threshold_node(block, rule, cut, k))
+        live = {0, 1} | {2 + n for n, node in enumerate(cell) if node}
+        cell.append(pairs if any(src in live for _, src in pairs) else ())
     concat = tuple(range(2 + nodes - multiplier, 2 + nodes))
+    if cut is not None:
+        existing = tuple(2 + i for i, node in enumerate(cell) if node)
+        if not existing:
+            raise GenotypeError(
+                f"no gate of this cell reaches the threshold {cut}, so no node has an input; "
+                "lower --threshold or derive with top-k"
+            )
+        concat = tuple(c for c in concat if c in existing) or existing[-1:]
     return CellDesign(nodes=tuple(cell), concat=concat, reduction=reduction)
 
 
@@ -606,8 +664,25 @@ def _looks_like_json(text: str) -> bool:
     return text.lstrip("\ufeff \t\r\n").startswith("{")
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for strings the OS cannot take as a path (too long, NUL bytes)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+_INLINE_RE = re.compile(r"^\s*(\{|(\w+\s*=\s*)?(\w+\.)?Genotype(_nested|_opt)?\s*\()")
+
+
+def _looks_inline(text: str) -> bool:
+    """A genotype given as text itself: JSON, or a ``Genotype(...)``-family call (as D-DARTS' ``--arch`` takes)."""
+    return bool(_INLINE_RE.match(text.lstrip("\ufeff")))
+
+
 def load_genotype(source: PathLike) -> Genotype:
-    """Load a genotype from a JSON or classic text file, ``FILE::NAME`` (one of several in a file), or a published name.
+    """Load a genotype from a JSON or classic text file, ``FILE::NAME`` (one of several in a file), a published
+    name, or the genotype text itself (JSON, ``Genotype(...)``, ``Genotype_nested(...)``, ``Genotype_opt(...)``).
 
     An existing file wins over a published genotype of the same name.
     """
@@ -617,21 +692,36 @@ def load_genotype(source: PathLike) -> Genotype:
         raise TypeError(f"load_genotype expects a path or a name, got {type(source).__name__}")
     text_source = os.fspath(source)
     path = Path(text_source)
-    if path.is_file():
+    if _is_file(path):
         return _load_file(path, None)
+    if isinstance(source, str) and _looks_inline(text_source):
+        try:
+            return parse_genotype_text(text_source)
+        except GenotypeError as e:
+            raise GenotypeError(f"the genotype text given inline: {e}") from None
     if "::" in text_source:
         file_part, name = text_source.rsplit("::", 1)
         file_path = Path(file_part)
-        if file_path.is_file():
+        if _is_file(file_path):
             return _load_file(file_path, name)
         raise GenotypeError(f"no genotype file {file_part!r}; check the path before '::{name}'")
-    if path.is_dir():
+    if is_dir(path):
         raise GenotypeError(f"{path} is a folder; pass a genotype file such as {path / 'genotype.json'}")
     if text_source in PUBLISHED:
         return PUBLISHED.get(text_source)
+    shown = text_source if len(text_source) <= 80 else text_source[:77] + "..."
     raise GenotypeError(
-        f"no genotype file or published genotype named {text_source!r}; published: {', '.join(published_names())}"
+        f"no genotype file or published genotype named {shown!r}, and it is not a genotype text "
+        f"(Genotype(...), Genotype_nested(...) or JSON); published: {', '.join(published_names())}"
     )
+
+
+def is_dir(path: Path) -> bool:
+    """``path.is_dir()``, False for strings the OS cannot take as a path (an inline genotype text)."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def _load_file(path: Path, name: str | None) -> Genotype:
@@ -647,32 +737,38 @@ def _load_file(path: Path, name: str | None) -> Genotype:
             if name is not None:
                 raise GenotypeError(f"a JSON genotype file holds one genotype; drop '::{name}'")
             return _parse_json(text)
-        found = parse_genotype_texts(text)
+        found = _parse_all(text)
         if name is not None:
             if name not in found:
                 known = ", ".join(n or "(unnamed)" for n in found) or "none"
                 raise GenotypeError(f"no genotype named {name!r}; the file holds: {known}")
-            return found[name]
+            return _built(found[name])
         return _single(found, hint=f"'{path}::NAME'")
     except GenotypeError as e:
         raise GenotypeError(f"{path}: {e}") from None
 
 
-def _single(found: dict[str, Genotype], hint: str) -> Genotype:
+def _single(found: dict[str, Genotype | GenotypeError], hint: str) -> Genotype:
     """The one genotype of a text, or an error saying there are none or several."""
     if not found:
         raise GenotypeError("no Genotype(...) or Genotype_nested(...) found; expected a genotype text or JSON")
     if len(found) > 1:
         names = ", ".join(n or "(unnamed)" for n in found)
         raise GenotypeError(f"found several genotypes ({names}); pick one with {hint}")
-    return next(iter(found.values()))
+    return _built(next(iter(found.values())))
+
+
+def _built(value: Genotype | GenotypeError) -> Genotype:
+    if isinstance(value, GenotypeError):
+        raise value
+    return value
 
 
 def parse_genotype_text(text: str) -> Genotype:
     """Parse one genotype from text: the JSON file format or a classic text holding exactly one genotype."""
     if _looks_like_json(text):
         return _parse_json(text)
-    return _single(parse_genotype_texts(text), hint="parse_genotype_texts(text)[NAME] or 'FILE::NAME'")
+    return _single(_parse_all(text), hint="parse_genotype_texts(text)[NAME] or 'FILE::NAME'")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -704,6 +800,7 @@ _TOKEN_RE = re.compile(
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "\n": ""}
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 _MAX_DEPTH = 64  # genotypes nest three or four deep; this keeps the recursive parser far from Python's limit
+_MAX_STATE = 1000  # states per cell in a triple gene: bounds the nodes a file can make us allocate
 
 
 def _unquote(raw: str) -> str:
@@ -793,7 +890,47 @@ class _Call:
     line: int
 
 
-_Expr = _Lit | _Seq | _Name | _Call
+@dataclass
+class _BinOp:
+    """``left * right`` or ``left + right``: evaluated on literal lists and integers only (see _resolve)."""
+
+    op: str
+    left: Any
+    right: Any
+    line: int
+
+
+_Expr = _Lit | _Seq | _Name | _Call | _BinOp
+_MAX_ITEMS = 100_000  # list arithmetic never builds more than this many items
+
+
+def _resolve(node: _Expr, env: dict[str, _Expr]) -> _Expr:
+    """``node`` with names of earlier literal assignments substituted and list arithmetic evaluated."""
+    if isinstance(node, _Name) and node.name in env:
+        return env[node.name]
+    if isinstance(node, _Seq):
+        return _Seq([_resolve(x, env) for x in node.items], node.line, node.kind)
+    if isinstance(node, _Call):
+        return _Call(node.name, [_resolve(x, env) for x in node.args],
+                     {k: _resolve(v, env) for k, v in node.kwargs.items()}, node.line)
+    if not isinstance(node, _BinOp):
+        return node
+    left, right = _resolve(node.left, env), _resolve(node.right, env)
+    if node.op == "*" and isinstance(right, _Seq) and isinstance(left, _Lit):
+        left, right = right, left
+    if node.op == "*" and isinstance(left, _Seq) and isinstance(right, _Lit) and type(right.value) is int:
+        count = max(right.value, 0)
+        if len(left.items) * count > _MAX_ITEMS:
+            raise GenotypeError(f"line {node.line}: the list product makes over {_MAX_ITEMS} items; not a genotype")
+        return _Seq(left.items * count, node.line, left.kind)
+    if node.op == "+" and isinstance(left, _Seq) and isinstance(right, _Seq) and left.kind == right.kind:
+        if len(left.items) + len(right.items) > _MAX_ITEMS:
+            raise GenotypeError(f"line {node.line}: the list sum makes over {_MAX_ITEMS} items; not a genotype")
+        return _Seq(left.items + right.items, node.line, left.kind)
+    raise GenotypeError(
+        f"line {node.line}: {_describe(left)} {node.op} {_describe(right)} is not list arithmetic a genotype "
+        "file uses (list * integer, list + list)"
+    )
 
 
 def _describe(node: _Expr) -> str:
@@ -804,6 +941,8 @@ def _describe(node: _Expr) -> str:
         return f"a {node.kind}"
     if isinstance(node, _Name):
         return f"the name {node.name}"
+    if isinstance(node, _BinOp):
+        return f"an expression with {node.op!r}"
     if isinstance(node.value, str):
         return f"the string {node.value!r}"
     return f"the number {node.value!r}"
@@ -875,6 +1014,22 @@ class _Parser:
             )
 
     def value(self) -> _Expr:
+        """A value, or list arithmetic on values (``[0] * 4 + [1]``, as D-DARTS' ``seq`` lists are written)."""
+        left = self.term()
+        while self.is_op("+"):
+            op = self.next("an operator")
+            left = _BinOp("+", left, self.term(), op.line)
+        return left
+
+    def term(self) -> _Expr:
+        """A product: ``*`` binds tighter than ``+``."""
+        left = self.atom()
+        while self.is_op("*"):
+            op = self.next("an operator")
+            left = _BinOp("*", left, self.atom(), op.line)
+        return left
+
+    def atom(self) -> _Expr:
         """One literal value: list, tuple, string, number, name, or call of literals."""
         t = self.next("a value")
         if t.kind == "str":
@@ -956,27 +1111,50 @@ def _tok_text(t: _Tok) -> str:
 
 _CLASSIC_FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 _NESTED_FIELDS = ("genes", "concat", "reductions")
-_GENOTYPE_CALLS = ("Genotype", "Genotype_nested")
+_OPT_FIELDS = ("genes", "seq", "concat", "reductions")
+_GENOTYPE_CALLS = ("Genotype", "Genotype_nested", "Genotype_opt")
 
 
 def parse_genotype_texts(text: str) -> dict[str, Genotype]:
     """All genotypes of a classic text (a file like the original ``genotypes.py``), by assigned name.
 
-    Reads ``NAME = Genotype(...)`` and ``NAME = Genotype_nested(...)`` statements, aliases such as
+    Reads ``NAME = Genotype(...)``, ``NAME = Genotype_nested(...)`` and ``NAME = Genotype_opt(...)`` (D-DARTS'
+    baselines: ``genes`` indexed by ``seq``, one entry per cell) statements, aliases such as
     ``DARTS = DARTS_V2``, and one bare unnamed genotype (keyed ``""``). Imports, docstrings and other
     literal assignments (``PRIMITIVES = [...]``) are skipped; nothing is ever executed.
     """
+    found = _parse_all(text)
+    for value in found.values():
+        if isinstance(value, GenotypeError):
+            raise value
+    return found  # type: ignore[return-value]
+
+
+def _parse_all(text: str) -> dict[str, Genotype | GenotypeError]:
+    """Every genotype of a text by name; one that does not build is kept as its error, so that a file of many
+    (D-DARTS' ``genotypes.py`` holds empty placeholders) still gives the good ones by name."""
     statements = _Parser(_tokenize(text)).statements()
-    found: dict[str, Genotype] = {}
+    found: dict[str, Genotype | GenotypeError] = {}
+    env: dict[str, _Expr] = {}
     for name, value in statements:
         if isinstance(value, _Call) and value.name.rsplit(".", 1)[-1] in _GENOTYPE_CALLS:
             key = name or ""
             if name is None and "" in found:
                 raise GenotypeError(f"line {value.line}: a second unnamed genotype; name them (NAME = Genotype(...))")
-            found[key] = _genotype_from_call(value, name)
+            try:
+                found[key] = _genotype_from_call(_resolve(value, env), name)
+            except GenotypeError as e:
+                if name is None:
+                    raise
+                found[key] = e
         elif name is not None and isinstance(value, _Name) and value.name in found:
             found[name] = found[value.name]
-        elif name is None:
+        elif name is not None:
+            try:
+                env[name] = _resolve(value, env)  # a literal used by later genotypes (D-DARTS' gene lists)
+            except GenotypeError:
+                env.pop(name, None)
+        else:
             raise GenotypeError(
                 f"line {value.line}: expected Genotype(...) or Genotype_nested(...), found {_describe(value)}"
             )
@@ -986,7 +1164,7 @@ def parse_genotype_texts(text: str) -> dict[str, Genotype]:
 def _genotype_from_call(call: _Call, name: str | None) -> Genotype:
     """Build a genotype from a parsed ``Genotype(...)`` or ``Genotype_nested(...)`` call."""
     try:
-        if call.name.rsplit(".", 1)[-1] == "Genotype_nested":
+        if call.name.rsplit(".", 1)[-1] in ("Genotype_nested", "Genotype_opt"):
             return _nested_genotype(call)
         return _classic_genotype(call)
     except GenotypeError as e:
@@ -1024,14 +1202,24 @@ def _classic_genotype(call: _Call) -> Genotype:
 
 
 def _nested_genotype(call: _Call) -> Genotype:
-    """D-DARTS' ``Genotype_nested(genes=[[...], ...], reductions=[...], concat=...)``: one design per position."""
-    got = _call_fields(call, _NESTED_FIELDS, positional_ok=False)
-    for f in ("genes", "concat"):
+    """D-DARTS' ``Genotype_nested(genes=[[...], ...], concat=..., reductions=[...])``: one design per position;
+    or its ``Genotype_opt(genes, seq, concat, reductions)``: position i takes ``genes[seq[i]]``."""
+    opt = call.name.rsplit(".", 1)[-1] == "Genotype_opt"
+    fields = _OPT_FIELDS if opt else _NESTED_FIELDS
+    got = _call_fields(call, fields, positional_ok=True)
+    for f in fields[:-1]:
         if f not in got:
-            raise GenotypeError(f"Genotype_nested() is missing {f}")
+            raise GenotypeError(f"{call.name}() is missing {f}")
     genes = got["genes"]
     if not isinstance(genes, _Seq) or not genes.items:
         raise GenotypeError(f"line {genes.line}: expected a list of cells (lists of genes) in 'genes'")
+    if opt:
+        seq = _int_list(got["seq"], "seq")
+        bad = [i for i in seq if i >= len(genes.items)]
+        if not seq or bad:
+            raise GenotypeError(f"line {genes.line}: 'seq' must index the {len(genes.items)} entries of 'genes'"
+                                + (f", found {bad[0]}" if bad else ", found none"))
+        genes = _Seq([genes.items[i] for i in seq], genes.line, genes.kind)
     n = len(genes.items)
     concat_node = got["concat"]
     if isinstance(concat_node, _Seq) and concat_node.items and all(isinstance(c, _Seq) for c in concat_node.items):
@@ -1096,23 +1284,51 @@ def _gene(item: _Expr, what: str) -> tuple[Any, ...]:
     return (op.value, *(x.value for x in idx))
 
 
+def _is_nested(node: _Seq) -> bool:
+    """The nested-list form (pt.darts, the TF2 port): one list of ``(op, input)`` pairs per node."""
+    return all(isinstance(item, _Seq) and all(isinstance(x, _Seq) for x in item.items) for item in node.items)
+
+
+def _check_gene_order(item: _Expr, gene: tuple[Any, ...], target: int, what: str) -> None:
+    """A node reads the cell inputs or earlier nodes; report the offending gene's own line."""
+    if gene[-1] >= target >= 2:
+        raise GenotypeError(
+            f"line {item.line}: gene {gene!r} in {what}: state {target} reads state {gene[-1]}, which is not "
+            f"computed before it; a node reads the cell inputs 0 and 1 or an earlier node"
+        )
+
+
 def _design(node: _Expr, what: str, concat: tuple[int, ...], reduction: bool) -> CellDesign:
-    """A cell design from a gene list: consecutive pairs per node, or triples grouped by their target node."""
+    """A cell design from a gene list in any of the three forms the seed systems write:
+
+    - flat ``(op, input)`` pairs, two per node in order (the 2018 DARTS code); ``concat`` applies;
+    - nested lists, one list of ``(op, input)`` pairs per node (pt.darts, the TF2 port); ``concat`` applies;
+    - ``(op, to, from)`` triples (FairDARTS, D-DARTS): a node no gene enters does not exist, a gene from a
+      missing node is skipped, and the output concatenates the nodes that exist, whatever ``concat`` says
+      (as their ``DCOCell`` does).
+    """
     if not isinstance(node, _Seq):
         raise GenotypeError(
             f"line {node.line}: expected a list of (op, input) pairs in {what}, found {_describe(node)}"
         )
     if not node.items:
         raise GenotypeError(f"line {node.line}: {what} is empty; a cell needs at least one node")
+    if _is_nested(node):
+        nodes = []
+        for i, item in enumerate(node.items):
+            pairs = []
+            for x in item.items:
+                gene = _gene(x, what)
+                if len(gene) != 2:
+                    raise GenotypeError(f"line {x.line}: node {i} of {what} holds {gene!r}; nested lists hold "
+                                        "(op, input) pairs")
+                _check_gene_order(x, gene, 2 + i, what)
+                pairs.append(gene)
+            nodes.append(tuple(pairs))
+        return _make_design(node, what, nodes, concat, reduction)
     genes = [_gene(item, what) for item in node.items]
     for i, (item, gene) in enumerate(zip(node.items, genes, strict=True)):
-        # A node reads the cell inputs or earlier nodes; report the offending gene's own line.
-        target = 2 + i // 2 if len(gene) == 2 else gene[1]
-        if gene[-1] >= target >= 2:
-            raise GenotypeError(
-                f"line {item.line}: gene {gene!r} in {what}: state {target} reads state {gene[-1]}, which is not "
-                f"computed before it; a node reads the cell inputs 0 and 1 or an earlier node"
-            )
+        _check_gene_order(item, gene, 2 + i // 2 if len(gene) == 2 else gene[1], what)
     lengths = {len(g) for g in genes}
     if len(lengths) > 1:
         raise GenotypeError(f"line {node.line}: {what} mixes (op, input) pairs and (op, to, from) triples")
@@ -1123,20 +1339,23 @@ def _design(node: _Expr, what: str, concat: tuple[int, ...], reduction: bool) ->
                 "node, so the count must be even"
             )
         nodes = [(genes[2 * i], genes[2 * i + 1]) for i in range(len(genes) // 2)]
-    else:
-        by_target: dict[int, list[tuple[str, int]]] = {}
-        for op, to, src in genes:
-            if to < 2:
-                raise GenotypeError(
-                    f"line {node.line}: gene ({op!r}, {to}, {src}) in {what} targets state {to}; "
-                    "targets are intermediate nodes (states >= 2)"
-                )
-            by_target.setdefault(to, []).append((op, src))
-        targets = sorted(by_target)
-        missing = sorted(set(range(2, targets[-1] + 1)) - set(targets))
-        if missing:
-            raise GenotypeError(f"line {node.line}: {what} has no gene into state {missing[0]}; every node needs one")
-        nodes = [tuple(by_target[t]) for t in targets]
+        return _make_design(node, what, nodes, concat, reduction)
+    by_target: dict[int, list[tuple[str, int]]] = {}
+    for op, to, src in genes:
+        if to < 2:
+            raise GenotypeError(
+                f"line {node.line}: gene ({op!r}, {to}, {src}) in {what} targets state {to}; "
+                "targets are intermediate nodes (states >= 2)"
+            )
+        by_target.setdefault(to, []).append((op, src))
+    last = max(by_target)
+    if last > _MAX_STATE:
+        raise GenotypeError(f"line {node.line}: {what} targets state {last}; at most {_MAX_STATE} states per cell")
+    nodes = [tuple(by_target.get(t, ())) for t in range(2, last + 1)]
+    return _make_design(node, what, nodes, tuple(sorted(by_target)), reduction)
+
+
+def _make_design(node: _Seq, what: str, nodes: list, concat: tuple[int, ...], reduction: bool) -> CellDesign:
     try:
         return CellDesign(nodes=tuple(nodes), concat=concat, reduction=reduction)
     except GenotypeError as e:

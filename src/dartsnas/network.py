@@ -42,7 +42,9 @@ class EvalCell(nn.Module):
     """A cell of the trained network: two preprocessed inputs, then per node the sum of its ``(op, input)`` pairs.
 
     Ops reading the cell inputs (states 0 and 1) carry the stride in a reduction cell. The output concatenates
-    the states named by the design's ``concat`` (``len(concat) * C`` channels).
+    the states named by the design's ``concat`` (``len(concat) * C`` channels). In a sparse cell a node without
+    pairs is not computed and a pair reading it is skipped; unlike FairDARTS' and D-DARTS' ``DCOCell``, which
+    build such a pair's op and never run it, no op is built for it (no unused weights, which DDP refuses).
     """
 
     def __init__(self, design: CellDesign, C_prev_prev: int, C_prev: int, C: int, reduction: bool,
@@ -55,11 +57,12 @@ class EvalCell(nn.Module):
             self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=True)
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=True)
         self.ops = nn.ModuleList()
-        # per node, the (index into self.ops, input state) of each incoming pair
+        # per node, the (index into self.ops, input state) of each incoming pair; a node without pairs does not
+        # exist and a pair reading one is skipped (sparse cells), so neither builds an op
         self.wiring: list[list[tuple[int, int]]] = []
-        for node in design.nodes:
+        for i in range(len(design.nodes)):
             pairs = []
-            for name, src in node:
+            for name, src in design.live_pairs(i):
                 stride = 2 if reduction and src < 2 else 1
                 pairs.append((len(self.ops), src))
                 self.ops.append(build_op(name, C, stride, True))
@@ -68,7 +71,7 @@ class EvalCell(nn.Module):
         self.multiplier = len(self.concat)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, drop_prob: float = 0.0) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        states: list[torch.Tensor | None] = [self.preprocess0(s0), self.preprocess1(s1)]
         dropping = self.training and drop_prob > 0.0
         for pairs in self.wiring:
             node = None

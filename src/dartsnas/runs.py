@@ -3,6 +3,8 @@
     RUN/config.yaml              the resolved config (``--config RUN/config.yaml`` repeats the run)
     RUN/metrics.csv              one row per epoch
     RUN/genotype.json            the final genotype
+    RUN/genotype_RULE.json       per-cell searches: the final genotype by D-DARTS' threshold-sparse and
+                                 threshold-edge rules too, as D-DARTS saves both
     RUN/genotypes/epoch_NNN.json the genotype after epoch NNN (counted from 1)
     RUN/alphas.npz               raw alpha history: row 0 initial, row N after epoch N (+ softmax view)
     RUN/checkpoints/last.pt      the latest checkpoint (torch.load(..., weights_only=True))
@@ -83,6 +85,9 @@ class RunDir:
     @property
     def genotype_path(self) -> Path:
         return self.path / "genotype.json"
+
+    def rule_genotype_path(self, rule: str) -> Path:
+        return self.path / f"genotype_{rule}.json"
 
     def epoch_genotype_path(self, epoch: int) -> Path:
         return self.path / "genotypes" / f"epoch_{epoch:03d}.json"
@@ -224,3 +229,55 @@ def derive_from_history(run_path: str | Path, epoch: int | None = None, *, rule:
     genotype = derive_from_gates(raw, gate, primitives, nodes, multiplier, reductions=reductions, rule=rule,
                                  threshold=threshold)
     return genotype, epoch
+
+
+# The course project's search (DA060492, "Differentiable Architecture Search") writes these into its working folder:
+# one row per epoch (row N-1 after epoch N; rows of a run that stopped early stay zero), its edges node by node
+# as ours, its eight ops in this order (its dil_sep_conv_*, identity and zero are our dil_conv_*, skip_connect
+# and none).
+COURSE_HISTORY_FILES = ("alpha_normal_history.npy", "alpha_reduce_history.npy")
+COURSE_PRIMITIVES = ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3",
+                     "skip_connect", "none")
+
+
+def is_course_history(folder: str | Path) -> bool:
+    """Whether ``folder`` holds the course project's alpha histories (and is not a dartsnas run)."""
+    path = Path(folder)
+    return path.is_dir() and not (path / "config.yaml").is_file() and all(
+        (path / f).is_file() for f in COURSE_HISTORY_FILES)
+
+
+def derive_from_course_history(folder: str | Path, epoch: int | None = None) -> tuple[Genotype, int]:
+    """The genotype after ``epoch`` (counted from 1, as the project's ``--alpha_epoch``; default: the last epoch
+    reached) from the course project's ``alpha_normal_history.npy`` and ``alpha_reduce_history.npy``, by its rule
+    (the DARTS top-2, no ``zero``) and its cell output (every node)."""
+    from .derive import derive_from_gates
+    from .genotype import num_edges
+
+    path = Path(folder)
+    arrays = []
+    for name in COURSE_HISTORY_FILES:
+        try:
+            a = np.load(path / name, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path / name}: not a readable .npy array ({str(e).splitlines()[0]})") from None
+        if a.ndim != 3 or a.shape[2] != len(COURSE_PRIMITIVES) or not np.issubdtype(a.dtype, np.floating):
+            raise ConfigError(f"{path / name}: expected a float array [epochs, edges, {len(COURSE_PRIMITIVES)}], "
+                              f"got {a.dtype} {list(a.shape)}")
+        arrays.append(a)
+    normal, reduce = arrays
+    if normal.shape != reduce.shape:
+        raise ConfigError(f"{path}: the normal and reduce histories differ in shape ({list(normal.shape)} and "
+                          f"{list(reduce.shape)})")
+    nodes = next((n for n in range(1, 32) if num_edges(n) == normal.shape[1]), None)
+    if nodes is None:
+        raise ConfigError(f"{path}: {normal.shape[1]} edges is no whole number of nodes (2 + 3 + ... edges)")
+    reached = [i + 1 for i in range(normal.shape[0]) if normal[i].any() or reduce[i].any()]
+    if not reached:
+        raise ConfigError(f"{path}: every row of the histories is zero; the search saved no epoch")
+    epoch = reached[-1] if epoch is None else epoch
+    if epoch not in reached:
+        raise ConfigError(f"{path}: no alphas after epoch {epoch}; epochs reached: 1 to {reached[-1]} "
+                          "(counted from 1, as --alpha_epoch)")
+    raw = {"alpha_normal": normal[epoch - 1], "alpha_reduce": reduce[epoch - 1]}
+    return derive_from_gates(raw, "softmax", COURSE_PRIMITIVES, nodes, nodes), epoch

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from ..architect import Architect, zero_one_loss
 from ..config import SearchConfig
 from ..data import build_search_loaders
-from ..errors import CheckpointError, ConfigError
-from ..genotype import Genotype
+from ..errors import CheckpointError, ConfigError, GenotypeError
+from ..genotype import DEFAULT_THRESHOLD, Genotype, save_genotype
 from ..runs import RunDir
 from ..ops import native
 from ..ops.approx import use_table
@@ -47,10 +47,12 @@ RESUME_LOCKED = ("dataset", "layers", "init_channels", "nodes", "multiplier", "s
 
 
 def weight_backward(network: SearchNetwork, x: torch.Tensor, y: torch.Tensor, device: torch.device,
-                    amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    amp_dtype: torch.dtype | None = None,
+                    scaler: torch.amp.GradScaler | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The weight step's forward and backward: the cross-entropy's gradients accumulate into the weights only
     (the alphas are frozen meanwhile, so no alpha gradient is computed), the forward under autocast to
-    ``amp_dtype`` when given. Returns the loss and the logits, detached."""
+    ``amp_dtype`` when given, the loss scaled by ``scaler`` (fp16) before the backward. Returns the loss and the
+    logits, detached."""
     alphas = network.alphas()
     for a in alphas:
         a.requires_grad_(False)
@@ -58,7 +60,7 @@ def weight_backward(network: SearchNetwork, x: torch.Tensor, y: torch.Tensor, de
         with autocast(device, amp_dtype):
             logits = network(x)
         loss = F.cross_entropy(logits.float(), y)
-        loss.backward()
+        (scaler.scale(loss) if scaler is not None else loss).backward()
     finally:
         for a in alphas:
             a.requires_grad_(True)
@@ -98,7 +100,7 @@ def derivation(cfg: SearchConfig, space: SearchSpace) -> tuple[str, float | None
                           "their weight (leave out --threshold or pick --derive-rule threshold-sparse)")
     threshold = cfg.threshold if cfg.threshold is not None else (space.threshold if rule == space.rule else None)
     if rule != "top-k" and threshold is None:
-        threshold = 0.85
+        threshold = DEFAULT_THRESHOLD
     return rule, threshold
 
 
@@ -142,7 +144,9 @@ class Search:
             self.network.init_from_genotype(self.space.baseline)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.network.to(self.device, memory_format=self.memory_format)
-        self.amp_dtype = torch.bfloat16 if cfg.amp == "bf16" else None
+        self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
+        # fp16 (D-DARTS' --amp): the weight step's loss is scaled so that its fp16 gradients do not underflow
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
         self._check_builds()
         if self.dist.enabled:  # the same start everywhere, then each rank its own random stream (augmentation)
             self.dist.broadcast_params_(self.network)
@@ -197,6 +201,7 @@ class Search:
             "weight_optimizer": self.weight_optimizer.state_dict(),
             "arch_optimizer": self.architect.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
             "loader_rng": {"train": _gen_state(self.train_loader), "val": _gen_state(self.val_loader)},
             "alpha_history": {n: torch.from_numpy(np.stack(rows)) for n, rows in self.history.items()},
@@ -214,6 +219,8 @@ class Search:
             sched = dict(state["scheduler"])
             sched["T_max"] = float(self.cfg.epochs)  # more epochs on resume extend the schedule
             self.scheduler.load_state_dict(sched)
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
             set_rng_state(state["rng"])
             _set_gen_state(self.train_loader, state["loader_rng"]["train"])
             _set_gen_state(self.val_loader, state["loader_rng"]["val"])
@@ -283,6 +290,13 @@ class Search:
                 raise StopRequested(self._stop.requested, epoch, len(self.train_loader))
         genotype = self.network.genotype()
         run.write_final_genotype(genotype)
+        if self.network.alpha_mode == "per-cell":  # D-DARTS writes the sparse and the edge cells at the end
+            threshold = self.network.threshold if self.network.rule != "top-k" else DEFAULT_THRESHOLD
+            for rule in ("threshold-sparse", "threshold-edge"):
+                try:
+                    save_genotype(self.network.genotype(rule, threshold), run.rule_genotype_path(rule))
+                except GenotypeError as e:  # no gate reaches the threshold: the run's own genotype stands
+                    logger.warning("no %s genotype at threshold %g: %s", rule, threshold, e)
         return SearchResult(run, genotype, list(self.metrics))
 
     def _distance_to_previous(self, run, epoch: int, genotype: Genotype) -> float | None:
@@ -342,10 +356,11 @@ class Search:
             x, xv = (t.to(self.device, non_blocking=True, memory_format=self.memory_format) for t in (x, xv))
             y, yv = y.to(self.device, non_blocking=True), yv.to(self.device, non_blocking=True)
             # alpha step (the paper's Eq. 6-8), then the weight step on the training batch; bf16 autocast leaves
-            # the second-order step in float32 (its finite difference is below bf16's resolution)
+            # the second-order step in float32 (its finite difference is below bf16's resolution), fp16 every
+            # alpha step (unscaled, its small gradients would underflow)
             warm_up = epoch <= cfg.pretrain_epochs  # --pretrain-epochs: the weights alone first
             if not warm_up:
-                with autocast(self.device, self.amp_dtype if cfg.order == 1 else None):
+                with autocast(self.device, self.amp_dtype if cfg.order == 1 and cfg.amp == "bf16" else None):
                     arch = self.architect.step((x, y), (xv, yv), self.weight_optimizer)
                 arch_losses.append(arch["arch_loss"])
             loss, logits = self.weight_step(x, y)
@@ -375,11 +390,14 @@ class Search:
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.weight_optimizer.zero_grad(set_to_none=True)
-        loss, logits = weight_backward(self.network, x, y, self.device, self.amp_dtype)
+        loss, logits = weight_backward(self.network, x, y, self.device, self.amp_dtype,
+                                       self.scaler if self.scaler.is_enabled() else None)
         self.dist.average_grads_(self.network.weights())
+        self.scaler.unscale_(self.weight_optimizer)
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.network.weights(), self.cfg.grad_clip)
-        self.weight_optimizer.step()
+        self.scaler.step(self.weight_optimizer)  # skips the step on inf/NaN gradients (fp16), then adapts the scale
+        self.scaler.update()
         self.dist.broadcast_buffers_(self.network)
         return loss, logits
 

@@ -56,6 +56,7 @@ from . import mobile  # noqa: E402,F401  (MobileNet separable conv, MBConv, Fuse
 from . import attention  # noqa: E402,F401  (relative self-attention, feed-forward)
 from . import approx  # noqa: E402,F401  (convolutions with approximate 8-bit multipliers)
 from . import baseline  # noqa: E402,F401  (the plain convolutions of ResNet and Xception)
+from . import ddarts  # noqa: E402,F401  (D-DARTS' DARTOpti ops)
 from .darts import (  # noqa: E402
     DARTS_PRIMITIVES,
     DilConv,

@@ -5,7 +5,10 @@
 - ``mbconv_{k}x{k}_e{e}[_se]``: inverted bottleneck (1 x 1 expansion to ``e * C``, depthwise k x k, optional
   squeeze-and-excitation, linear 1 x 1 projection), with a residual at stride 1;
 - ``fused_mbconv_{k}x{k}_e{e}[_se]``: the expansion and depthwise convolutions fused into one full k x k
-  convolution, then the same SE and projection, residual at stride 1.
+  convolution, then the same SE and projection, residual at stride 1;
+- ``mb_conv_3x3`` and ``fused_mb_conv_3x3``: the two blocks as pt.darts (HAJEKEL's fork, ``models/ops.py``)
+  defines them, so its searched genotypes build: expansion x3, ReLU6 instead of SiLU, no SE, and a fused
+  expansion that is a *grouped* 3 x 3 convolution (``C`` groups), not a full one.
 
 All keep ``C`` channels and divide the spatial size by ``stride`` (rounding up).
 """
@@ -52,12 +55,13 @@ def _se_or_identity(se: bool, hidden: int, C: int) -> nn.Module:
     return SqueezeExcite(hidden, max(1, C // 4)) if se else nn.Identity()
 
 
-def _conv_bn_silu(c_in: int, c_out: int, kernel_size: int, stride: int, groups: int, affine: bool) -> nn.Sequential:
-    """Convolution (padding ``kernel_size // 2``, no bias), BN, SiLU."""
+def _conv_bn_act(c_in: int, c_out: int, kernel_size: int, stride: int, groups: int, affine: bool,
+                 act: type[nn.Module]) -> nn.Sequential:
+    """Convolution (padding ``kernel_size // 2``, no bias), BN, activation."""
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=kernel_size // 2, groups=groups, bias=False),
         nn.BatchNorm2d(c_out, affine=affine),
-        nn.SiLU(inplace=False),
+        act(inplace=False),
     )
 
 
@@ -73,11 +77,11 @@ class MBConv(nn.Module):
     (no activation); plus the input when ``stride == 1``."""
 
     def __init__(self, C: int, kernel_size: int, stride: int, expand: int, *, se: bool = False,
-                 affine: bool = True):
+                 affine: bool = True, act: type[nn.Module] = nn.SiLU):
         super().__init__()
         hidden = C * expand
-        self.expand = _conv_bn_silu(C, hidden, 1, 1, 1, affine)
-        self.depthwise = _conv_bn_silu(hidden, hidden, kernel_size, stride, hidden, affine)
+        self.expand = _conv_bn_act(C, hidden, 1, 1, 1, affine, act)
+        self.depthwise = _conv_bn_act(hidden, hidden, kernel_size, stride, hidden, affine, act)
         self.se = _se_or_identity(se, hidden, C)
         self.project = _projection(hidden, C, affine)
         self.residual = stride == 1
@@ -90,14 +94,14 @@ class MBConv(nn.Module):
 class FusedMBConv(nn.Module):
     """EfficientNetV2 Fused-MBConv: full k x k expansion, optional SE, 1 x 1 projection; residual at stride 1.
 
-    Full k x k convolution ``C -> expand * C`` with ``stride``, BN, SiLU; SE; projection to ``C``, BN (no
-    activation); plus the input when ``stride == 1``."""
+    Full k x k convolution ``C -> expand * C`` with ``stride`` (grouped with ``groups``), BN, SiLU; SE;
+    projection to ``C``, BN (no activation); plus the input when ``stride == 1``."""
 
     def __init__(self, C: int, kernel_size: int, stride: int, expand: int, *, se: bool = False,
-                 affine: bool = True):
+                 affine: bool = True, act: type[nn.Module] = nn.SiLU, groups: int = 1):
         super().__init__()
         hidden = C * expand
-        self.conv = _conv_bn_silu(C, hidden, kernel_size, stride, 1, affine)
+        self.conv = _conv_bn_act(C, hidden, kernel_size, stride, groups, affine, act)
         self.se = _se_or_identity(se, hidden, C)
         self.project = _projection(hidden, C, affine)
         self.residual = stride == 1
@@ -134,6 +138,15 @@ for _se in (False, True):
                     description=f"EfficientNetV2 Fused-MBConv: full 3x3 conv expand x{_e}{_with}, 1x1 project, "
                                 "residual at stride 1")
 del _with
+_names.append("mb_conv_3x3")
+register_op("mb_conv_3x3", lambda C, stride, affine: MBConv(C, 3, stride, 3, affine=affine, act=nn.ReLU6),
+            description="pt.darts (HAJEKEL) MBConv: 1x1 expand x3, depthwise 3x3, 1x1 project, ReLU6, residual at "
+                        "stride 1")
+_names.append("fused_mb_conv_3x3")
+register_op("fused_mb_conv_3x3",
+            lambda C, stride, affine: FusedMBConv(C, 3, stride, 3, affine=affine, act=nn.ReLU6, groups=C),
+            description="pt.darts (HAJEKEL) Fused-MBConv: grouped 3x3 expand x3 (C groups), 1x1 project, ReLU6, "
+                        "residual at stride 1")
 
 MOBILE_OPS: tuple[str, ...] = tuple(_names)
 """Names of the ops this module registers."""

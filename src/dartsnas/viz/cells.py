@@ -49,12 +49,14 @@ def cell_graph(design: CellDesign, title: str | None = None):
         g.attr(label=title)
     g.node("c_{k-2}", "c_{k-2}", fillcolor="#FFE4B5")
     g.node("c_{k-1}", "c_{k-1}", fillcolor="#FFE4B5")
-    for i in range(len(design.nodes)):
-        g.node(str(i), str(i), fillcolor="#ADD8E6", shape="circle", width="0.5", fixedsize="true")
+    live = design.live_states()
+    for i in range(len(design.nodes)):  # a sparse cell's missing nodes are not drawn, nor the genes reading them
+        if 2 + i in live:
+            g.node(str(i), str(i), fillcolor="#ADD8E6", shape="circle", width="0.5", fixedsize="true")
     g.node("c_{k}", "c_{k}", fillcolor="#C1E1C1")
     names = ["c_{k-2}", "c_{k-1}"] + [str(i) for i in range(len(design.nodes))]
-    for i, node in enumerate(design.nodes):
-        for op, j in node:
+    for i in range(len(design.nodes)):
+        for op, j in design.live_pairs(i):
             color = op_color(op)
             g.edge(names[j], str(i), label=op, color=color, fontcolor=color)
     for j in design.concat:

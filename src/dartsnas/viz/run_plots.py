@@ -30,7 +30,7 @@ def _epochs(spec: str, last: int) -> list[int]:
 def plot_run(source: str | Path, *, out: str | Path | None = None, epochs: str = "last",
              only: str = ",".join(DEFAULT_KINDS)) -> list[Path]:
     """Draw what ``only`` names for a search run, a training run, or a genotype file / published name."""
-    from ..genotype import load_genotype
+    from ..genotype import is_dir, load_genotype
     from ..runs import RunDir
     from .cells import draw_genotype
     from .plots import plot_alpha_heatmaps, plot_curves, plot_op_totals, search_gif, search_mp4
@@ -39,11 +39,12 @@ def plot_run(source: str | Path, *, out: str | Path | None = None, epochs: str =
     unknown = [w for w in wanted if w not in KINDS]
     if unknown:
         raise ConfigError(f"--only: unknown {', '.join(unknown)}; known: {', '.join(KINDS)}")
-    source = Path(str(source))
-    if not (source / "config.yaml").is_file():  # a genotype file or a published name
+    if not is_dir(Path(str(source))):  # a genotype file, a published name or a genotype text
         genotype = load_genotype(str(source))
         folder = Path(out) if out else Path(".")
-        return draw_genotype(genotype, folder, stem=f"{source.stem}_")
+        stem = Path(str(source)).stem if len(str(source)) < 100 and "(" not in str(source) else "genotype"
+        return draw_genotype(genotype, folder, stem=f"{stem}_")
+    source = Path(str(source))
     run = RunDir.open(source)
     folder = Path(out) if out else run.path / "pictures"
     rows = run.read_metrics() if run.metrics_path.is_file() else []
