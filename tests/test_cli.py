@@ -109,7 +109,7 @@ def test_config_file_and_flag_precedence(tmp_path):
 
 
 BAD = [
-    (["--dataset", "mnist"], "unknown data set 'mnist'"),
+    (["--dataset", "svhn"], "unknown data set 'svhn'"),
     (["--primitives", "sep_conv_3x3,conv_9x9"], "unknown op 'conv_9x9'"),
     (["--nodes", "0"], "nodes must be >= 1"),
     (["--nodes", "2", "--multiplier", "3"], "multiplier"),

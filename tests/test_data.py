@@ -28,7 +28,7 @@ def test_registry_holds_the_builtin_data_sets():
 
 def test_unknown_data_set_lists_known_names():
     with pytest.raises(UnknownNameError, match="digits"):
-        dataset_info("mnist")
+        dataset_info("svhn")
 
 
 @pytest.mark.parametrize(

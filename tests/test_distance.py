@@ -264,10 +264,11 @@ def _brute_force_hausdorff(a, b, columns, nodes):
     """Independent reference: scipy's weighted Hamming distance between every pair of edge rows."""
     from scipy.spatial.distance import hamming
 
-    from dartsnas.distance import OP_WEIGHTS, one_hot_alphas
+    from dartsnas.distance import OP_WEIGHTS
+    from dartsnas.genotype import gene_matrix
 
     w = [OP_WEIGHTS[c] for c in columns]
-    x, y = one_hot_alphas(a, columns, nodes) * 10.0, one_hot_alphas(b, columns, nodes) * 10.0
+    x, y = gene_matrix(a, columns, nodes) * 10.0, gene_matrix(b, columns, nodes) * 10.0
     directed = [max(min(hamming(u, v, w=w) for v in q) for u in p) for p, q in ((x, y), (y, x))]
     return max(directed)
 

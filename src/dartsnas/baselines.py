@@ -18,9 +18,11 @@ defaults to ``threshold-edge`` at 0.5 (the ops whose weight reaches one half), w
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .genotype import CellDesign, Genotype
+from .genotype import CellDesign, Genotype, gene_matrix, sparse_design
 
 BASELINE_DESIGNS: dict[str, tuple[tuple[tuple[tuple[str, int], ...], ...], tuple[str, ...]]] = {
     "resnet18": (((("conv_3x3", 1),), (("conv_3x3", 2), ("skip_connect", 1))),
@@ -58,7 +60,65 @@ def baseline_alphas(design: CellDesign, primitives, strength: float = 4.0) -> np
     return alphas
 
 
-__all__ = ["BASELINE_DESIGNS", "baseline_alphas", "baseline_genotype"]
+# -- D-DARTS' DARTOpti baselines ------------------------------------------------------------------------------
+# Whole networks, as D-DARTS' genotypes.py writes them (Genotype_opt): distinct cell designs (`genes`, in its
+# (op, to, from) form), the design of each cell position (`seq`), the reduction positions and the nodes per cell
+# (its concat[-1] - 1). The architectures are published facts; the lists are D-DARTS'.
+_RESIDUAL_SIMPLE = [("simple_conv_3x3", 2, 0), ("simple_conv_3x3", 3, 2), ("skip_connect", 3, 0),
+                    ("simple_conv_3x3", 4, 3), ("simple_conv_3x3", 5, 4), ("skip_connect", 5, 3)]
+_RESIDUAL = [("bottleneck_1x3x1", 2, 0), ("skip_connect", 2, 0), ("bottleneck_1x3x1", 3, 2), ("skip_connect", 3, 2),
+             ("bottleneck_1x3x1", 4, 3), ("skip_connect", 4, 3)]
+_MORE = [("bottleneck_1x3x1", 5, 4), ("skip_connect", 5, 4), ("bottleneck_1x3x1", 6, 5), ("skip_connect", 6, 5),
+         ("bottleneck_1x3x1", 7, 6), ("skip_connect", 7, 6)]
+DARTOPTI_BASELINES: dict[str, tuple[list[list[tuple[str, int, int]]], list[int], tuple[int, ...], int]] = {
+    "resnet18": ([_RESIDUAL_SIMPLE], [0] * 4, (1, 2, 3), 4),
+    "resnet50": ([_RESIDUAL, _RESIDUAL + _MORE[:2], _RESIDUAL + _MORE], [0, 1, 2, 0], (1, 2, 3), 6),
+    "xception": ([[("simple_conv_1x1", 4, 0), ("sep_conv_3x3", 2, 0), ("sep_conv_3x3", 3, 2), ("max_pool_3x3", 4, 3)],
+                  [("skip_connect", 4, 0), ("sep_conv_3x3", 2, 0), ("sep_conv_3x3", 3, 2), ("sep_conv_3x3", 4, 3)],
+                  [("sep_conv_3x3", 2, 0), ("sep_conv_3x3", 3, 2)]],
+                 [0] * 3 + [1] * 8 + [0] + [2], (1, 2, 11, 12), 4),
+}
+
+
+@dataclass(frozen=True)
+class CellLayout:
+    """A supernet whose cells follow a handcrafted network (D-DARTS' DARTOpti): cell ``i`` has the design
+    ``genes[seq[i]]`` and reduces if ``i`` is in ``reductions``; cells sharing a ``seq`` index share one set of
+    alphas, which start on that design."""
+
+    name: str
+    genes: tuple[CellDesign, ...]
+    seq: tuple[int, ...]
+    reductions: tuple[int, ...]
+
+    def genotype(self) -> Genotype:
+        """The baseline network as a per-position genotype (one cell per entry of ``seq``)."""
+        from dataclasses import replace
+
+        return Genotype(cells=tuple(replace(self.genes[g], reduction=i in self.reductions)
+                                    for i, g in enumerate(self.seq)))
+
+    def gene_genotype(self) -> Genotype:
+        """One cell per distinct design (what D-DARTS compares its metric on)."""
+        return Genotype(cells=self.genes)
+
+
+def dartopti_layout(name: str) -> CellLayout:
+    """D-DARTS' ``ResNet18``, ``ResNet50`` or ``Xception`` baseline (case-insensitive)."""
+    genes, seq, reductions, nodes = DARTOPTI_BASELINES[name.lower()]
+    return CellLayout(name=name.lower(), genes=tuple(sparse_design(g, nodes=nodes) for g in genes), seq=tuple(seq),
+                      reductions=reductions)
+
+
+def layout_alphas(design: CellDesign, primitives, nodes: int, value: float = 10.0) -> np.ndarray:
+    """D-DARTS' starting alphas ``[edges, ops]``: ``value`` at each gene's edge and op, 0 elsewhere (its
+    ``deserialize_architecture_to_alphas``; under sigmoid gates the baseline's ops start near 1, the others
+    at 0.5)."""
+    return gene_matrix(design, primitives, nodes).astype(np.float32) * value
+
+
+__all__ = ["BASELINE_DESIGNS", "CellLayout", "DARTOPTI_BASELINES", "baseline_alphas", "baseline_genotype",
+           "dartopti_layout", "layout_alphas"]
 
 
 def _register_published() -> None:

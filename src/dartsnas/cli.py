@@ -60,6 +60,7 @@ SEED_ALIASES: dict[str, tuple[str, ...]] = {
     "arch_weight_decay": ("--alpha_weight_decay",),
     "threshold": ("--op_threshold",),
     "cutout": ("--cutout_length",),
+    "genotype": ("--arch", "--genotype_file"),
 }
 
 
@@ -130,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(search, SearchConfig)
     search.add_argument("--unrolled", dest="order", action="store_const", const=2, default=argparse.SUPPRESS,
                         help="the original code's spelling of --order 2")
+    search.add_argument("--arch_baseline", dest="space", type=lambda name: f"dartopti-{name.lower()}",
+                        default=argparse.SUPPRESS, metavar="ResNet18|ResNet50|Xception",
+                        help="D-DARTS' spelling of --space dartopti-resnet18 (-resnet50, -xception)")
+    search.add_argument("--no_arch_metric", dest="arch_metric", action="store_false", default=argparse.SUPPRESS,
+                        help="D-DARTS' spelling of --no-arch-metric")
 
     train = sub.add_parser("train", help="train the network built from a genotype", epilog=TRAIN_EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -227,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                            "cifar10)")
     info.add_argument("--data", metavar="DIR", help="data folder (imagefolder/imagenet: to count classes)")
     info.add_argument("--init-channels", type=int, help="C (default: 36, or 48 with the ImageNet stem)")
-    info.add_argument("--layers", type=int, help="cells (default: 20, or 14 with the ImageNet stem)")
+    info.add_argument("--layers", type=int, help="cells (default: 20, or 14 with the ImageNet stem; a per-cell "
+                                                 "genotype's own cells)")
     info.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_verbosity(info)
     _add_ops_module(info)

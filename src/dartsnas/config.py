@@ -40,7 +40,8 @@ class SearchConfig:
                                                       metavar="DIR"))
     epochs: int = field(default=50, metadata=help_("search epochs"))
     batch_size: int = field(default=64, metadata=help_("batch size of both the weight and the alpha step"))
-    layers: int = field(default=8, metadata=help_("cells in the supernet (reductions at 1/3 and 2/3)"))
+    layers: int | None = field(default=None, metadata=help_(
+        "cells in the supernet, reductions at 1/3 and 2/3 (default: 8; a dartopti space: its network's)"))
     init_channels: int = field(default=16, metadata=help_("channels C of the first cells"))
     nodes: int | None = field(default=None, metadata=help_("intermediate nodes per cell (default: the space's, 4)"))
     multiplier: int | None = field(default=None, metadata=help_(
@@ -57,12 +58,12 @@ class SearchConfig:
     approx_table: str | None = field(default=None, metadata=help_(
         "multiplier table of the approx_* ops: an EvoApprox8b .bin file or a 256x256 .npy array (default: exact "
         "products)", metavar="FILE"))
-    alphas: str = field(default="shared", metadata=help_(
-        "shared: one set of alphas per cell type (DARTS); per-cell: every cell its own (D-DARTS)",
-        choices=["shared", "per-cell"]))
-    gates: str = field(default="softmax", metadata=help_(
-        "op weights: softmax over each edge's ops (DARTS) or an independent sigmoid per op (FairDARTS)",
-        choices=["softmax", "sigmoid"]))
+    alphas: str | None = field(default=None, metadata=help_(
+        "shared: one set of alphas per cell type (DARTS); per-cell: every cell its own (D-DARTS) (default: "
+        "shared; a dartopti space: one set per design of its network)", choices=["shared", "per-cell"]))
+    gates: str | None = field(default=None, metadata=help_(
+        "op weights: softmax over each edge's ops (DARTS) or an independent sigmoid per op (FairDARTS) "
+        "(default: softmax; sigmoid in the dartopti spaces)", choices=["softmax", "sigmoid"]))
     zero_one_weight: float = field(default=10.0, metadata=help_(
         "with --gates sigmoid: weight of the zero-one loss that pushes each gate to 0 or 1 (0: off)"))
     derive_rule: str | None = field(default=None, metadata=help_(
@@ -74,8 +75,12 @@ class SearchConfig:
     threshold: float | None = field(default=None, metadata=help_(
         f"gate threshold of the threshold rules (default: {DEFAULT_THRESHOLD}; 0.5 in the resnet and xception "
         "spaces)"))
-    pretrain_epochs: int = field(default=0, metadata=help_(
-        "warm-up: train only the weights for this many epochs before the alpha steps begin"))
+    pretrain_epochs: int | None = field(default=None, metadata=help_(
+        "warm-up: train only the weights for this many epochs before the alpha steps begin (default: 0; 5 in "
+        "the dartopti spaces)"))
+    arch_metric: bool = field(default=True, metadata=help_(
+        "dartopti spaces: log D-DARTS' metric between the cells and the baseline's every epoch and stop when it "
+        "settles (moves by <= 0.001 over 4 epochs), as D-DARTS does"))
     early_stop_distance: float | None = field(default=None, metadata=help_(
         "stop when the distance between consecutive epochs' genotypes stays at or below this for --patience "
         "epochs (default: never)", metavar="TOL"))
@@ -135,9 +140,9 @@ class SearchConfig:
             raise ConfigError(f"order must be 1 or 2, got {self.order}")
         if self.hessian not in ("finite-difference", "exact"):
             raise ConfigError(f"hessian must be finite-difference or exact, got {self.hessian!r}")
-        if self.alphas not in ("shared", "per-cell"):
+        if self.alphas not in (None, "shared", "per-cell"):
             raise ConfigError(f"alphas must be shared or per-cell, got {self.alphas!r}")
-        if self.gates not in ("softmax", "sigmoid"):
+        if self.gates not in (None, "softmax", "sigmoid"):
             raise ConfigError(f"gates must be softmax or sigmoid, got {self.gates!r}")
         if self.derive_rule is not None and self.derive_rule not in DERIVATION_RULES:
             raise ConfigError(f"derive_rule must be one of {', '.join(DERIVATION_RULES)}, got {self.derive_rule!r}")
@@ -145,7 +150,7 @@ class SearchConfig:
             raise ConfigError(f"threshold must be in (0, 1], got {self.threshold}")
         if self.zero_one_weight < 0:
             raise ConfigError(f"zero_one_weight must be >= 0, got {self.zero_one_weight}")
-        if self.pretrain_epochs < 0 or self.patience < 1:
+        if (self.pretrain_epochs is not None and self.pretrain_epochs < 0) or self.patience < 1:
             raise ConfigError(f"pretrain_epochs must be >= 0 and patience >= 1, got {self.pretrain_epochs} and "
                               f"{self.patience}")
         if self.early_stop_distance is not None and self.early_stop_distance < 0:
@@ -207,7 +212,8 @@ class TrainConfig:
     data: str = field(default="data", metadata=help_("folder holding the data set", metavar="DIR"))
     epochs: int = field(default=600, metadata=help_("training epochs"))
     batch_size: int = field(default=96, metadata=help_("batch size"))
-    layers: int = field(default=20, metadata=help_("cells in the network"))
+    layers: int | None = field(default=None, metadata=help_(
+        "cells in the network (default: 20; a per-cell genotype's own cells, as D-DARTS trains its files)"))
     init_channels: int = field(default=36, metadata=help_("channels C of the first cells"))
     stem: str = field(default="auto", metadata=help_("auto (imagenet for 224-px data), cifar or imagenet",
                                                      choices=["auto", "cifar", "imagenet"]))
@@ -252,7 +258,7 @@ class TrainConfig:
         if self.epoch is not None and self.from_run is None:
             raise ConfigError("--epoch picks a genotype of a search run; use it with --from-run RUN")
         for name in ("epochs", "batch_size", "layers", "init_channels"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.epoch is not None and self.epoch < 0:
             raise ConfigError(f"epoch must be >= 0, got {self.epoch}")

@@ -29,10 +29,10 @@ def per_cell_names(raw: Mapping[str, Any]) -> list[str]:
 
 def derive_from_gates(raw: Mapping[str, Any], gate: str, primitives: Sequence[str], nodes: int, multiplier: int, *,
                       reductions: Sequence[int] = (), rule: str = "top-k",
-                      threshold: float | None = None) -> Genotype:
+                      threshold: float | None = None, seq: Sequence[int] | None = None) -> Genotype:
     """The genotype of raw alphas ``{name: array}`` (``alpha_normal``/``alpha_reduce``, or ``alpha_cell_NN``,
     with ``beta_*`` edge parameters for PC-DARTS). ``reductions``: the reducing positions of a per-cell
-    search."""
+    search; ``seq``: with a whole-network layout (DARTOpti), the ``alpha_cell_NN`` set of each position."""
     extra = {} if rule == "top-k" else {"rule": rule, "threshold": threshold}
 
     def weights(name: str) -> np.ndarray:
@@ -48,7 +48,12 @@ def derive_from_gates(raw: Mapping[str, Any], gate: str, primitives: Sequence[st
     names = per_cell_names(raw)
     if not names:
         raise ConfigError("no architecture parameters (alpha_normal/alpha_reduce or alpha_cell_NN) to derive from")
-    return derive_per_cell_genotype([weights(n) for n in names], reductions, primitives, nodes, multiplier, **extra)
+    cells = [weights(n) for n in names]
+    if seq is not None:
+        if any(not 0 <= g < len(cells) for g in seq):
+            raise ConfigError(f"the layout's seq {list(seq)} names alpha sets the history lacks ({len(cells)})")
+        cells = [cells[g] for g in seq]
+    return derive_per_cell_genotype(cells, reductions, primitives, nodes, multiplier, **extra)
 
 
 __all__ = ["GATES", "derive_from_gates", "gate_values", "per_cell_names"]

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError, GenotypeError
-from .genotype import CellDesign, Genotype, is_dir, load_genotype
+from .genotype import CellDesign, Genotype, gene_matrix, is_dir, load_genotype
 
 __all__ = ["OP_WEIGHTS", "architecture_distance", "cell_distance", "cell_hausdorff", "cell_size", "format_distance",
-           "hausdorff_metric", "one_hot_alphas", "resolve_architecture"]
+           "hausdorff_metric", "resolve_architecture"]
 
 Edge = tuple[int, int]
 
@@ -191,16 +191,6 @@ def _metric_columns(a: Genotype, b: Genotype) -> tuple[str, ...]:
     return tuple(sorted(used | set(a.primitives) | set(b.primitives)))
 
 
-def one_hot_alphas(design: CellDesign, columns: tuple[str, ...], nodes: int) -> np.ndarray:
-    """D-DARTS' view of a cell: an ``[edges, ops]`` matrix with a mark at every gene's edge and op (genes from
-    missing nodes included), for a cell of ``nodes`` intermediate nodes (rows node by node)."""
-    rows = np.zeros((sum(2 + i for i in range(nodes)), len(columns)), dtype=bool)
-    for i, pairs in enumerate(design.nodes):
-        for op, src in pairs:
-            rows[sum(2 + n for n in range(i)) + src, columns.index(op)] = True
-    return rows
-
-
 def cell_hausdorff(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> float:
     """The symmetric Hausdorff distance between the rows of two one-hot matrices under the weighted Hamming
     distance (the weight of the ops where two rows differ, over the total weight)."""
@@ -221,6 +211,6 @@ def hausdorff_metric(a: Genotype, b: Genotype) -> dict[str, Any]:
     cells = []
     for label, x, y in _pairs(a, b):
         nodes = max(len(x.nodes), len(y.nodes))
-        value = cell_hausdorff(one_hot_alphas(x, columns, nodes), one_hot_alphas(y, columns, nodes), weights)
+        value = cell_hausdorff(gene_matrix(x, columns, nodes), gene_matrix(y, columns, nodes), weights)
         cells.append({"cell": label, "metric": value})
     return {"metric": float(np.mean([c["metric"] for c in cells])), "cells": cells}

@@ -38,6 +38,7 @@ __all__ = [
     "derive_cell",
     "derive_genotype",
     "derive_per_cell_genotype",
+    "gene_matrix",
     "load_genotype",
     "num_edges",
     "parse_genotype_text",
@@ -46,6 +47,7 @@ __all__ = [
     "published_names",
     "save_genotype",
     "softmax",
+    "sparse_design",
 ]
 
 FORMAT_NAME = "dartsnas-genotype"
@@ -415,6 +417,17 @@ def edge_normalized(op_weights: Any, betas: Any, nodes: int) -> np.ndarray:
         w[start:end] *= softmax(b[start:end])[:, None]
         start = end
     return w
+
+
+def gene_matrix(design: CellDesign, columns: Sequence[str], nodes: int) -> np.ndarray:
+    """D-DARTS' view of a cell as alphas: an ``[edges, ops]`` boolean matrix marking every pair's edge and op
+    (pairs from missing nodes included) in a cell of ``nodes`` intermediate nodes (rows node by node)."""
+    cols = list(columns)
+    rows = np.zeros((num_edges(nodes), len(cols)), dtype=bool)
+    for i, pairs in enumerate(design.nodes):
+        for op, src in pairs:
+            rows[num_edges(i) + src, cols.index(op)] = True
+    return rows
 
 
 def num_edges(nodes: int) -> int:
@@ -1340,19 +1353,30 @@ def _design(node: _Expr, what: str, concat: tuple[int, ...], reduction: bool) ->
             )
         nodes = [(genes[2 * i], genes[2 * i + 1]) for i in range(len(genes) // 2)]
         return _make_design(node, what, nodes, concat, reduction)
+    try:
+        return sparse_design(genes, reduction=reduction)
+    except GenotypeError as e:
+        raise GenotypeError(f"line {node.line}: {what}: {e}") from None
+
+
+def sparse_design(genes: Iterable[tuple[str, int, int]], *, reduction: bool = False, nodes: int | None = None
+                  ) -> CellDesign:
+    """A cell from ``(op, to, from)`` genes as FairDARTS and D-DARTS build it: a node no gene enters does not
+    exist, a gene from a missing node is skipped, and the output concatenates the nodes that exist. ``nodes``
+    pads the cell to that many intermediate nodes (default: up to the last one a gene enters)."""
     by_target: dict[int, list[tuple[str, int]]] = {}
     for op, to, src in genes:
         if to < 2:
-            raise GenotypeError(
-                f"line {node.line}: gene ({op!r}, {to}, {src}) in {what} targets state {to}; "
-                "targets are intermediate nodes (states >= 2)"
-            )
+            raise GenotypeError(f"gene ({op!r}, {to}, {src}) targets state {to}; targets are intermediate nodes "
+                                "(states >= 2)")
         by_target.setdefault(to, []).append((op, src))
-    last = max(by_target)
-    if last > _MAX_STATE:
-        raise GenotypeError(f"line {node.line}: {what} targets state {last}; at most {_MAX_STATE} states per cell")
-    nodes = [tuple(by_target.get(t, ())) for t in range(2, last + 1)]
-    return _make_design(node, what, nodes, tuple(sorted(by_target)), reduction)
+    if not by_target:
+        raise GenotypeError("a cell needs at least one gene")
+    last = max(by_target) if nodes is None else 1 + nodes
+    if last > _MAX_STATE or max(by_target) > last:
+        raise GenotypeError(f"a gene targets state {max(by_target)}; at most {min(last, _MAX_STATE)} here")
+    cells = [tuple(by_target.get(t, ())) for t in range(2, last + 1)]
+    return CellDesign(nodes=tuple(cells), concat=tuple(sorted(by_target)), reduction=reduction)
 
 
 def _make_design(node: _Seq, what: str, nodes: list, concat: tuple[int, ...], reduction: bool) -> CellDesign:

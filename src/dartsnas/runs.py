@@ -226,8 +226,14 @@ def derive_from_history(run_path: str | Path, epoch: int | None = None, *, rule:
     raw = {k: v[epoch] for k, v in history.items() if k.startswith(("alpha_", "beta_"))}
     layers = cfg.get("layers")
     reductions = reduction_positions(layers) if isinstance(layers, int) else ()
+    seq = None
+    if str(cfg.get("space", "")).startswith("dartopti-"):  # a whole-network layout: its seq and reductions
+        from .space import get_space
+
+        layout = get_space(str(cfg["space"])).layout
+        seq, reductions = layout.seq, layout.reductions
     genotype = derive_from_gates(raw, gate, primitives, nodes, multiplier, reductions=reductions, rule=rule,
-                                 threshold=threshold)
+                                 threshold=threshold, seq=seq)
     return genotype, epoch
 
 

@@ -23,6 +23,11 @@ class SearchSpace:
     baseline: Any = None
     rule: str = "top-k"
     threshold: float | None = None
+    # a supernet laid out as a whole handcrafted network (D-DARTS' DARTOpti: baselines.CellLayout), and the
+    # gates and warm-up epochs it comes with (None: the config's defaults, softmax and 0)
+    layout: Any = None
+    gates: str | None = None
+    pretrain_epochs: int | None = None
     # the op modules a space file imports (files as absolute paths): a run's config records them
     ops_modules: tuple[str, ...] = field(default=(), compare=False)
 
@@ -89,6 +94,27 @@ def _baseline_space(name: str) -> SearchSpace:
 
 for _name in ("resnet18", "resnet50", "xception"):
     SPACES.register(_name, _baseline_space(_name))
+
+
+# D-DARTS' DARTOpti: the whole ResNet18, ResNet50 or Xception network as the supernet (one cell per entry of its
+# seq, its reduction positions), D-DARTS' twelve ops, alphas 10 on the baseline's ops, sigmoid gates, 5 warm-up
+# epochs, threshold-sparse derivation at 0.85 (D-DARTS' --arch_baseline)
+def _dartopti_space(name: str) -> SearchSpace:
+    from .baselines import dartopti_layout
+    from .genotype import DEFAULT_THRESHOLD
+    from .ops.ddarts import DARTOPTI_PRIMITIVES
+
+    layout = dartopti_layout(name)
+    nodes = len(layout.genes[0].nodes)
+    # the output is every node, as D-DARTS' trained cells concatenate them (its supernet takes the last 4,
+    # which differs for ResNet50's 6 nodes)
+    return SearchSpace(primitives=DARTOPTI_PRIMITIVES, nodes=nodes, multiplier=nodes,
+                       rule="threshold-sparse", threshold=DEFAULT_THRESHOLD, layout=layout, gates="sigmoid",
+                       pretrain_epochs=5)
+
+
+for _name in ("resnet18", "resnet50", "xception"):
+    SPACES.register(f"dartopti-{_name}", _dartopti_space(_name))
 
 
 def get_space(name: str) -> SearchSpace:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
+from .baselines import layout_alphas
 from .errors import ConfigError
 from .genotype import Genotype
 from .lean import in_plain_autograd, lean_allowed, lean_plan, lean_run, plain_autograd
@@ -269,10 +270,15 @@ class SearchNetwork(nn.Module):
             raise ConfigError(f"partial_channels must be a whole number >= 1 dividing C={C}, got {partial_channels!r}")
         self.partial_channels = partial_channels
 
+        layout = space.layout  # a whole handcrafted network (D-DARTS' DARTOpti): its cells and reductions
+        if layout is not None and (layers != len(layout.seq) or alphas != "per-cell"):
+            raise ConfigError(f"a {layout.name} layout has {len(layout.seq)} cells with per-cell alphas, got "
+                              f"layers={layers}, alphas={alphas!r}")
+        self.seq = tuple(layout.seq) if layout is not None else None
         C_curr = stem_multiplier * C
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
         C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
-        self.reductions = reduction_positions(layers)
+        self.reductions = tuple(layout.reductions) if layout is not None else reduction_positions(layers)
         self.cells = nn.ModuleList()
         reduction_prev = False
         for i in range(layers):
@@ -287,11 +293,17 @@ class SearchNetwork(nn.Module):
 
         self.set_recompute(recompute)
         shape = (space.num_edges, space.num_ops)
-        # shared: one alpha tensor per cell type (DARTS); per-cell: one per cell position (D-DARTS)
+        # shared: one alpha tensor per cell type (DARTS); per-cell: one per cell position (D-DARTS), or with a
+        # layout one per design, shared by the cells of that design (DARTOpti), starting on the design
+        groups = len(layout.genes) if layout is not None else layers
         self._alpha_names = (["alpha_normal", "alpha_reduce"] if alphas == "shared"
-                             else [f"alpha_cell_{i:02d}" for i in range(layers)])
-        for name in self._alpha_names:
-            self.register_parameter(name, nn.Parameter(1e-3 * torch.randn(shape)))
+                             else [f"alpha_cell_{i:02d}" for i in range(groups)])
+        for i, name in enumerate(self._alpha_names):
+            if layout is not None:
+                init = torch.from_numpy(layout_alphas(layout.genes[i], space.primitives, space.nodes))
+            else:
+                init = 1e-3 * torch.randn(shape)
+            self.register_parameter(name, nn.Parameter(init))
         if partial_channels > 1:  # PC-DARTS edge normalisation: one beta per edge, softmax over a node's edges
             for name in self._alpha_names:
                 self.register_parameter(name.replace("alpha_", "beta_"),
@@ -385,6 +397,8 @@ class SearchNetwork(nn.Module):
         return out
 
     def _cell_gate_index(self, i: int, cell: SearchCell) -> int:
+        if self.seq is not None:
+            return self.seq[i]
         if self.alpha_mode == "per-cell":
             return i
         return 1 if cell.reduction else 0
@@ -403,17 +417,21 @@ class SearchNetwork(nn.Module):
         return self.classifier(global_avg_pool(s1))
 
     # -- derivation ------------------------------------------------------------------------------------------
-    def genotype(self, rule: str | None = None, threshold: float | None = None) -> Genotype:
+    def genotype(self, rule: str | None = None, threshold: float | None = None, *,
+                 raw: dict[str, Any] | None = None, per_design: bool = False) -> Genotype:
         """The discrete architecture by the derivation ``rule`` (default: the network's, ``top-k``: per node the
-        two strongest non-`none` edges, each with its best op)."""
+        two strongest non-`none` edges, each with its best op), of the current alphas or of ``raw`` ones
+        (``{name: array}``, as ``arch_state()`` gives them). With a layout, ``per_design`` gives one cell per
+        design instead of one per position."""
         from .derive import derive_from_gates
 
-        with torch.no_grad():
-            raw = {n: a.detach().float().cpu().numpy() for n, a in zip(self.alpha_names(), self.alphas())}
+        if raw is None:
+            raw = {n: a.detach().float().cpu().numpy() for n, a in self.arch_state().items()}
+        per_design = per_design and self.seq is not None
         return derive_from_gates(raw, self.gate_mode, self.space.primitives, self.space.nodes,
-                                 self.space.multiplier, reductions=self.reductions,
-                                 rule=rule or self.rule, threshold=threshold if threshold is not None
-                                 else self.threshold)
+                                 self.space.multiplier, reductions=() if per_design else self.reductions,
+                                 seq=None if per_design else self.seq, rule=rule or self.rule,
+                                 threshold=threshold if threshold is not None else self.threshold)
 
     def arch_state(self) -> dict[str, torch.Tensor]:
         """The raw alphas by name, detached copies on the CPU (what the alpha history stores)."""

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 
 from ..data import dataset_info, load_split, make_loader
 from ..errors import CheckpointError, ConfigError
@@ -108,9 +109,10 @@ def genotype_info(genotype: str | Genotype, *, dataset: str = "cifar10", data: s
     info = dataset_info(dataset, data)
     imagenet = info.image_size >= 224
     C = init_channels or (48 if imagenet else 36)
-    L = layers or (14 if imagenet else 20)
-    network = EvalNetwork(g, C, info.num_classes, L, info.auxiliary, stem="imagenet" if imagenet else "cifar",
-                          in_channels=info.channels)
+    L = layers or (len(g.cells) if g.cells is not None else 14 if imagenet else 20)
+    with torch.device("meta"):  # counting needs shapes only: no memory, no time, for networks of any size
+        network = EvalNetwork(g, C, info.num_classes, L, info.auxiliary, stem="imagenet" if imagenet else "cifar",
+                              in_channels=info.channels)
     size = (info.channels, info.image_size, info.image_size)
     return {"genotype": str(genotype) if not isinstance(genotype, Genotype) else "(given)", "dataset": dataset,
             "classes": info.num_classes, "init_channels": C, "layers": L,

@@ -46,6 +46,13 @@ RESUME_LOCKED = ("dataset", "layers", "init_channels", "nodes", "multiplier", "s
                  "arch_weight_decay", "arch_betas")
 
 
+DEFAULT_LAYERS = 8  # the paper's supernet
+
+# D-DARTS' stop on its architecture metric: no more than this change over this many epochs
+METRIC_TOLERANCE = 0.001
+METRIC_EPOCHS = 4
+
+
 def weight_backward(network: SearchNetwork, x: torch.Tensor, y: torch.Tensor, device: torch.device,
                     amp_dtype: torch.dtype | None = None,
                     scaler: torch.amp.GradScaler | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,9 +93,38 @@ def build_space(cfg: SearchConfig) -> SearchSpace:
         if missing:
             raise ConfigError(f"the {cfg.space} space starts from its baseline block, which needs the ops "
                               f"{', '.join(missing)}; keep them in --primitives")
+    if base.layout is not None:
+        if nodes != base.nodes:
+            raise ConfigError(f"the {cfg.space} space lays out {base.layout.name}'s cells of {base.nodes} nodes; "
+                              "leave out --nodes")
+        missing = sorted({op for g in base.layout.genes for op in g.ops()} - set(primitives))
+        if missing:
+            raise ConfigError(f"the {cfg.space} space starts from {base.layout.name}, which needs the ops "
+                              f"{', '.join(missing)}; keep them in --primitives")
     return SearchSpace(primitives=primitives, nodes=nodes, multiplier=multiplier,
                        baseline=base.baseline if base.baseline is not None and nodes == base.nodes else None,
-                       rule=base.rule, threshold=base.threshold, ops_modules=base.ops_modules)
+                       rule=base.rule, threshold=base.threshold, layout=base.layout, gates=base.gates,
+                       pretrain_epochs=base.pretrain_epochs, ops_modules=base.ops_modules)
+
+
+def apply_space_defaults(cfg: SearchConfig, space: SearchSpace) -> None:
+    """Fill the config's space-dependent settings left at None (cells, alpha sharing, gates, warm-up epochs)
+    from ``space``; a whole-network layout fixes the cells and the alpha sharing."""
+    layout = space.layout
+    if layout is None:
+        cfg.layers = DEFAULT_LAYERS if cfg.layers is None else cfg.layers
+        cfg.alphas = cfg.alphas or "shared"
+    else:
+        if cfg.layers not in (None, len(layout.seq)):
+            raise ConfigError(f"the {cfg.space} space has {len(layout.seq)} cells ({layout.name}'s); leave out "
+                              "--layers")
+        if cfg.alphas not in (None, "per-cell"):
+            raise ConfigError(f"the {cfg.space} space shares alphas between the cells of one {layout.name} design; "
+                              "leave out --alphas")
+        cfg.layers, cfg.alphas = len(layout.seq), "per-cell"
+    cfg.gates = cfg.gates or space.gates or "softmax"
+    cfg.pretrain_epochs = cfg.pretrain_epochs if cfg.pretrain_epochs is not None else (space.pretrain_epochs or 0)
+    cfg.validate()
 
 
 def derivation(cfg: SearchConfig, space: SearchSpace) -> tuple[str, float | None]:
@@ -123,6 +159,7 @@ class Search:
         self.show_progress = (is_terminal() if show_progress is None else show_progress) and self.dist.is_main
         self.hooks = list(hooks)
         self.space = build_space(cfg)
+        apply_space_defaults(cfg, self.space)
         self.rule, self.threshold = derivation(cfg, self.space)
         self.device = resolve_device(device or cfg.device)
         configure_determinism(cfg.deterministic)
@@ -271,6 +308,8 @@ class Search:
                    "arch_loss": train["arch_loss"], "val_loss": val["loss"], "val_acc": val["acc"],
                    "lr": lr, "arch_lr": cfg.arch_lr, "seconds": time.perf_counter() - start,
                    "genotype_distance": self._distance_to_previous(run, epoch, genotype)}
+            if self.space.layout is not None and cfg.arch_metric:
+                row["arch_metric"] = self._arch_metric()
             self.metrics.append(row)
             run.write_epoch_genotype(epoch, genotype)
             run.write_alpha_history(self.history, self.space.primitives, gate=cfg.gates)
@@ -285,6 +324,11 @@ class Search:
             if self._converged():
                 logger.info("stopping early after epoch %d: the genotype moved by at most %g for %d epochs "
                             "(--early-stop-distance, --patience)", epoch, cfg.early_stop_distance, cfg.patience)
+                break
+            if self._metric_settled():
+                logger.info("stopping early after epoch %d: D-DARTS' metric to the %s baseline moved by at most "
+                            "%g over %d epochs (--no-arch-metric to search on)", epoch, self.space.layout.name,
+                            METRIC_TOLERANCE, METRIC_EPOCHS)
                 break
             if self._stop.requested:
                 raise StopRequested(self._stop.requested, epoch, len(self.train_loader))
@@ -301,17 +345,41 @@ class Search:
 
     def _distance_to_previous(self, run, epoch: int, genotype: Genotype) -> float | None:
         """Architecture distance from the previous epoch's genotype (the initial alphas' before epoch 1)."""
-        from ..derive import derive_from_gates
         from ..distance import architecture_distance
 
         raw = {n: rows[epoch - 1] for n, rows in self.history.items()}
         try:
-            previous = derive_from_gates(raw, self.network.gate_mode, self.space.primitives, self.space.nodes,
-                                         self.space.multiplier, reductions=self.network.reductions,
-                                         rule=self.network.rule, threshold=self.network.threshold)
+            previous = self.network.genotype(raw=raw)
         except (IndexError, KeyError):
             return None
         return float(architecture_distance(previous, genotype)["distance"])
+
+    def _arch_metric(self) -> float | None:
+        """D-DARTS' metric between the baseline's designs and the current ones, derived as D-DARTS does for it
+        (threshold-edge at the search's threshold, one cell per design); None when no gate reaches it."""
+        from ..distance import hausdorff_metric
+
+        layout = self.space.layout
+        threshold = self.threshold if self.threshold is not None else DEFAULT_THRESHOLD
+        try:
+            current = self.network.genotype("threshold-edge", threshold, per_design=True)
+        except GenotypeError:
+            return None
+        value = hausdorff_metric(layout.gene_genotype(), current)["metric"]
+        logger.info("architectural metric to the %s baseline: %.6f", layout.name, value)
+        return value
+
+    def _metric_settled(self) -> bool:
+        """D-DARTS' stop: from the sixth epoch after the warm-up on, the metric is within METRIC_TOLERANCE of
+        each of the METRIC_EPOCHS values before it (those from that point on)."""
+        if self.space.layout is None or not self.cfg.arch_metric:
+            return False
+        start = self.cfg.pretrain_epochs + 6  # D-DARTS: epoch >= pretrain_epochs + 5, counted from 0
+        values = [r.get("arch_metric") for r in self.metrics if int(r["epoch"]) >= start]
+        if len(values) <= METRIC_EPOCHS or any(v in (None, "") for v in values[-METRIC_EPOCHS - 1:]):
+            return False
+        last = float(values[-1])
+        return all(abs(last - float(v)) <= METRIC_TOLERANCE for v in values[-METRIC_EPOCHS - 1:-1])
 
     def _converged(self) -> bool:
         """--early-stop-distance: the last ``patience`` epochs after the warm-up each moved the genotype by at

@@ -46,6 +46,9 @@ class TrainResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
+DEFAULT_LAYERS = 20  # the paper's CIFAR network
+
+
 class Trainer:
     """Builds data, network and optimizer from a config and a genotype, then ``run(run_dir)`` trains."""
 
@@ -55,6 +58,8 @@ class Trainer:
         from ..plugins import load_ops_modules
 
         load_ops_modules(cfg.ops_module)
+        if cfg.layers is None:  # D-DARTS trains a per-cell genotype at its own depth; DARTS cells at 20
+            cfg.layers = len(genotype.cells) if genotype.cells is not None else DEFAULT_LAYERS
         self.cfg, self.genotype = cfg, genotype
         self.dist = dist or SINGLE
         self.show_progress = (is_terminal() if show_progress is None else show_progress) and self.dist.is_main
