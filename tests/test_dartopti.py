@@ -6,7 +6,6 @@ import csv
 import json
 
 import pytest
-import torch
 
 from dartsnas.baselines import dartopti_layout
 from dartsnas.cli import main
@@ -55,6 +54,12 @@ def test_a_dartopti_search_runs_end_to_end_and_trains(tmp_path, capsys):
     rows = list(csv.DictReader(open(search / "metrics.csv")))
     assert [r["arch_metric"] != "" for r in rows] == [True, True]
     assert 0.0 <= float(rows[-1]["arch_metric"]) <= 1.0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(search / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.value for e in events.Scalars("search/arch_metric")] == pytest.approx(
+        [float(r["arch_metric"]) for r in rows])
     g = load_genotype(search / "genotype.json")
     assert len(g.cells) == 4 and g.reductions() == [1, 2, 3]
     for rule in ("threshold-sparse", "threshold-edge"):

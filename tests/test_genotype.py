@@ -354,7 +354,8 @@ def test_load_by_name_path_and_selection(tmp_path: Path) -> None:
 
 
 def test_unknown_name_lists_published() -> None:
-    message = "no genotype file or published genotype named 'DARTS_V9', and it is not a genotype text .*; published: .*DARTS_V2"
+    message = ("no genotype file or published genotype named 'DARTS_V9', and it is not a genotype text .*; "
+               "published: .*DARTS_V2")
     with pytest.raises(GenotypeError, match=message):
         load_genotype("DARTS_V9")
     with pytest.raises(GenotypeError, match="published: "):

@@ -6,8 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
 from dartsnas.cli import build_parser, main
 from dartsnas.data import dataset_info, load_split
@@ -119,6 +117,10 @@ def test_course_project_histories_derive_and_train(tmp_path: Path, capsys) -> No
     assert capsys.readouterr().out.startswith("epoch 4:")
     assert main(["derive", str(folder), "--epoch", "5"]) == 2
     assert "epochs reached: 1 to 4" in capsys.readouterr().err
+    np.save(folder / "alpha_reduce_history.npy", reduce[:, :, :5])  # a file of another search space
+    assert main(["derive", str(folder)]) == 2
+    assert "expected a float array [epochs, edges, 8]" in capsys.readouterr().err
+    np.save(folder / "alpha_reduce_history.npy", reduce)
     train = tmp_path / "train"
     assert main(["train", "--from-run", str(folder), "--epoch", "3", "--dataset", "digits", "--layers", "2",
                  "--init-channels", "2", "--epochs", "1", "--batch-size", "256", "--workers", "0", "-q",

@@ -13,7 +13,7 @@ import torch
 
 from dartsnas.cli import main
 from dartsnas.errors import GenotypeError
-from dartsnas.genotype import CellDesign, load_genotype, parse_genotype_text, parse_genotype_texts
+from dartsnas.genotype import load_genotype, parse_genotype_text, parse_genotype_texts
 from dartsnas.network import EvalNetwork
 from dartsnas.ops import build_op
 from dartsnas.profile import count_macs, count_parameters
@@ -73,6 +73,15 @@ def test_a_triple_cell_keeps_only_the_nodes_that_exist() -> None:
     # JSON keeps the missing node and reads back exactly; the text form reads back too
     assert load_genotype(json.dumps(g.to_dict())) == g
     assert parse_genotype_text(str(g)) == g
+
+
+def test_a_sparse_cell_diagram_leaves_out_the_missing_node() -> None:
+    from dartsnas.viz.cells import cell_graph
+
+    a = load_genotype(f"{SEEDS / 'fairdarts_genotypes.py.txt'}::FairDARTS_a")
+    source = cell_graph(a.normal, "normal").source  # nodes 0, 2, 3 drawn (states 2, 4, 5); node 1 missing
+    drawn = {line.split()[0] for line in source.splitlines() if "shape=circle" in line}
+    assert drawn == {"0", "2", "3"}
 
 
 def test_sparse_cell_runs_and_every_parameter_learns() -> None:

@@ -366,8 +366,8 @@ def _cifar_builder(name: str, pretty: str, num_classes: int, mean, std, archive_
             raise DataError(f"{pretty} needs a data folder; pass --data DIR with the extracted {archive_hint} data")
         folder = root / cls.base_folder
         if not _cifar_present(root, cls):
-            reason = "download=False" if not download else _try_download(
-                cls.url, root, [root / cls.filename, root / cls.base_folder],
+            reason = _try_download(
+                download, cls.url, root, [root / cls.filename, root / cls.base_folder],
                 lambda: cls(str(root), train=True, download=True))
             if reason is not None:
                 raise DataError(
@@ -393,10 +393,14 @@ def _cifar_present(root: Path, cls: Any) -> bool:
     return folder.is_dir() and all((folder / f).is_file() for f in names)
 
 
-def _try_download(url: str, root: Path, leftovers: list[Path], fetch: Callable[[], Any]) -> str | None:
-    """Download a torchvision data set into ``root`` with ``fetch()``. Returns None on success, else why it failed.
+def _try_download(download: bool, url: str, root: Path, leftovers: list[Path],
+                  fetch: Callable[[], Any]) -> str | None:
+    """Download a torchvision data set into ``root`` with ``fetch()`` if ``download``. Returns None on success,
+    else why there is none.
 
     Fails fast when ``url``'s host cannot be reached, and leaves nothing behind that it created."""
+    if not download:
+        return "download=False"
     host = urllib.parse.urlparse(url).hostname or ""
     scheme = urllib.parse.urlparse(url).scheme
     if scheme not in urllib.request.getproxies():
@@ -459,8 +463,8 @@ def _mnist_builder(name: str, pretty: str, cls_name: str, mean: float, std: floa
         raw = root / cls_name / "raw"
         files = [raw / Path(f).stem for f, _ in cls.resources]  # the uncompressed idx files
         if not all(f.is_file() for f in files):
-            reason = "download=False" if not download else _try_download(
-                cls.mirrors[0] + cls.resources[0][0], root, [root / cls_name],
+            reason = _try_download(
+                download, cls.mirrors[0] + cls.resources[0][0], root, [root / cls_name],
                 lambda: cls(str(root), train=True, download=True))
             if reason is not None:
                 raise DataError(

@@ -17,7 +17,7 @@ import json
 import operator
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -1027,19 +1027,16 @@ class _Parser:
             )
 
     def value(self) -> _Expr:
-        """A value, or list arithmetic on values (``[0] * 4 + [1]``, as D-DARTS' ``seq`` lists are written)."""
-        left = self.term()
-        while self.is_op("+"):
-            op = self.next("an operator")
-            left = _BinOp("+", left, self.term(), op.line)
-        return left
+        """A value, or list arithmetic on values (``[0] * 4 + [1]``, as D-DARTS' ``seq`` lists are written):
+        sums of products of atoms (``*`` binds tighter than ``+``)."""
+        return self.chain("+", lambda: self.chain("*", self.atom))
 
-    def term(self) -> _Expr:
-        """A product: ``*`` binds tighter than ``+``."""
-        left = self.atom()
-        while self.is_op("*"):
-            op = self.next("an operator")
-            left = _BinOp("*", left, self.atom(), op.line)
+    def chain(self, symbol: str, operand: Callable[[], _Expr]) -> _Expr:
+        """``operand (symbol operand)*``, left to right."""
+        left = operand()
+        while self.is_op(symbol):
+            line = self.next("an operator").line
+            left = _BinOp(symbol, left, operand(), line)
         return left
 
     def atom(self) -> _Expr:

@@ -28,7 +28,7 @@ SCALARS = {"train_loss": "loss/train", "val_loss": "loss/val", "test_loss": "los
            "train_acc": "accuracy/train", "val_acc": "accuracy/val", "test_acc": "accuracy/test",
            "test_top5": "accuracy/test_top5", "lr": "lr/weights", "arch_lr": "lr/alphas",
            "drop_path_prob": "regularisation/drop_path_prob", "seconds": "time/seconds_per_epoch",
-           "genotype_distance": "search/genotype_distance"}
+           "genotype_distance": "search/genotype_distance", "arch_metric": "search/arch_metric"}
 
 
 class TensorBoardMissing(DartsNASError):
