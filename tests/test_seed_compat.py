@@ -74,6 +74,8 @@ def test_seed_flag_spellings() -> None:
     assert parse(["train", "--cutout", "8"]).cutout == 8 and parse(["train", "--cutout_length", "4"]).cutout == 4
     a = parse(["search", "--unrolled", "--alpha_lr", "1e-3", "--op_threshold", "0.7", "--alpha_weight_decay", "0"])
     assert (a.order, a.arch_lr, a.threshold, a.arch_weight_decay) == (2, 1e-3, 0.7, 0.0)
+    assert parse(["search", "--amp"]).amp == "fp16" and parse(["train", "--amp", "bf16"]).amp == "bf16"
+    assert parse(["train", "--arch", "DARTS_V2"]).genotype == "DARTS_V2"
 
 
 def test_fp16_search_scales_the_weight_step_and_resumes_its_scaler(tmp_path: Path) -> None:

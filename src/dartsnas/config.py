@@ -101,7 +101,8 @@ class SearchConfig:
         "channels-last memory format (faster on CPU and GPU; same maths)"))
     amp: str = field(default="off", metadata=help_(
         "mixed precision of the supernet's forward: off, bf16 (autocast), or fp16 (autocast and a gradient scaler "
-        "in the weight step, D-DARTS' --amp; the alpha step stays in float32)", choices=["off", "bf16", "fp16"]))
+        "in the weight step; --amp alone, as D-DARTS' flag; the alpha step stays in float32)",
+        choices=["off", "bf16", "fp16"], const="fp16"))
     lr: float = field(default=0.025, metadata=help_("weight learning rate (SGD), cosine-annealed to --lr-min"))
     lr_min: float = field(default=0.001, metadata=help_("final weight learning rate"))
     momentum: float = field(default=0.9, metadata=help_("SGD momentum of the weights"))
@@ -233,8 +234,9 @@ class TrainConfig:
         "cutout length; --cutout alone means 16 (default: the data set's: 16 on CIFAR, 0 off)", const=16))
     autoaugment: bool = field(default=False, metadata=help_("torchvision's AutoAugment policy"))
     label_smoothing: float = field(default=0.0, metadata=help_("label smoothing of the loss"))
-    amp: str = field(default="off", metadata=help_("mixed precision: off, bf16 or fp16 (fp16 with a grad scaler)",
-                                                   choices=["off", "bf16", "fp16"]))
+    amp: str = field(default="off", metadata=help_(
+        "mixed precision: off, bf16 or fp16 (fp16 with a grad scaler; --amp alone, as D-DARTS' flag)",
+        choices=["off", "bf16", "fp16"], const="fp16"))
     channels_last: bool = field(default=False, metadata=help_("channels-last memory format"))
     val_portion: float = field(default=0.0, metadata=help_(
         "hold out this share of the training set for validation, which picks the best checkpoint (0: none)"))
