@@ -96,7 +96,7 @@ def test_concat_difference_is_counted_per_state():
 
 
 def test_darts_v1_vs_v2_matches_the_hand_count():
-    # From the listings in genotype.py (node i takes pairs 2i and 2i+1; edges written input:op):
+    # From the listings in genotype/published.py (node i takes pairs 2i and 2i+1; edges written input:op):
     # normal  V1: n0 {1:sep3, 0:sep3}  n1 {0:skip, 1:sep3}  n2 {0:skip, 1:sep3}  n3 {0:sep3, 2:skip}
     #         V2: n0 {0:sep3, 1:sep3}  n1 {0:sep3, 1:sep3}  n2 {1:sep3, 0:skip}  n3 {0:skip, 2:dil3}
     #   n0 same (order only) 0; n1 edge 0 skip->sep3 1; n2 same 0; n3 edge 0 sep3->skip 1, edge 2 skip->dil3 1;

@@ -15,7 +15,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from .errors import ConfigError
-from .genotype import DEFAULT_THRESHOLD, DERIVATION_RULES
+from .genotype import DEFAULT_THRESHOLD, DERIVATION_RULES, GATES
 
 
 def _dataset_name(name: Any) -> Any:
@@ -63,7 +63,7 @@ class SearchConfig:
         "shared; a dartopti space: one set per design of its network)", choices=["shared", "per-cell"]))
     gates: str | None = field(default=None, metadata=help_(
         "op weights: softmax over each edge's ops (DARTS) or an independent sigmoid per op (FairDARTS) "
-        "(default: softmax; sigmoid in the dartopti spaces)", choices=["softmax", "sigmoid"]))
+        "(default: softmax; sigmoid in the dartopti spaces)", choices=list(GATES)))
     zero_one_weight: float = field(default=10.0, metadata=help_(
         "with --gates sigmoid: weight of the zero-one loss that pushes each gate to 0 or 1 (0: off)"))
     derive_rule: str | None = field(default=None, metadata=help_(
@@ -143,7 +143,7 @@ class SearchConfig:
             raise ConfigError(f"hessian must be finite-difference or exact, got {self.hessian!r}")
         if self.alphas not in (None, "shared", "per-cell"):
             raise ConfigError(f"alphas must be shared or per-cell, got {self.alphas!r}")
-        if self.gates not in (None, "softmax", "sigmoid"):
+        if self.gates is not None and self.gates not in GATES:
             raise ConfigError(f"gates must be softmax or sigmoid, got {self.gates!r}")
         if self.derive_rule is not None and self.derive_rule not in DERIVATION_RULES:
             raise ConfigError(f"derive_rule must be one of {', '.join(DERIVATION_RULES)}, got {self.derive_rule!r}")

@@ -199,7 +199,7 @@ def derive_from_history(run_path: str | Path, epoch: int | None = None, *, rule:
     """Re-derive the genotype after ``epoch`` (default: the last saved) from a search run's raw alpha history,
     by the run's derivation rule or the ``rule`` and ``threshold`` given."""
     from .config import read_yaml
-    from .derive import derive_from_gates, per_cell_names
+    from .genotype import derive_from_gates, per_cell_names
     from .supernet import reduction_positions
 
     run = RunDir.open(run_path)
@@ -257,7 +257,7 @@ def derive_from_course_history(folder: str | Path, epoch: int | None = None) -> 
     """The genotype after ``epoch`` (counted from 1, as the project's ``--alpha_epoch``; default: the last epoch
     reached) from the course project's ``alpha_normal_history.npy`` and ``alpha_reduce_history.npy``, by its rule
     (the DARTS top-2, no ``zero``) and its cell output (every node)."""
-    from .derive import derive_from_gates
+    from .genotype import derive_from_gates
     from .genotype import num_edges
 
     path = Path(folder)

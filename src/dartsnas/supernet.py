@@ -20,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .baselines import layout_alphas
 from .errors import ConfigError
-from .genotype import Genotype
+from .genotype import GATES, Genotype
 from .lean import in_plain_autograd, lean_allowed, lean_plan, lean_run, plain_autograd
 from .ops import FactorizedReduce, ReLUConvBN, build_op
 from .ops.layout import cat_channels, global_avg_pool
@@ -29,7 +29,6 @@ from .space import SearchSpace
 
 RECOMPUTE_MODES = ("off", "ops", "cells", "edges", "all")
 ALPHA_MODES = ("shared", "per-cell")
-GATE_MODES = ("softmax", "sigmoid")
 
 
 def _strip_leading_relu(module: nn.Module) -> bool:
@@ -255,8 +254,8 @@ class SearchNetwork(nn.Module):
         super().__init__()
         if alphas not in ALPHA_MODES:
             raise ConfigError(f"alphas must be one of {', '.join(ALPHA_MODES)}, got {alphas!r}")
-        if gates not in GATE_MODES:
-            raise ConfigError(f"gates must be one of {', '.join(GATE_MODES)}, got {gates!r}")
+        if gates not in GATES:
+            raise ConfigError(f"gates must be one of {', '.join(GATES)}, got {gates!r}")
         self.alpha_mode, self.gate_mode = alphas, gates
         self.rule, self.threshold = rule, threshold
         for name, value, low in (("init_channels", C, 1), ("num_classes", num_classes, 1), ("layers", layers, 1),
@@ -423,7 +422,7 @@ class SearchNetwork(nn.Module):
         two strongest non-`none` edges, each with its best op), of the current alphas or of ``raw`` ones
         (``{name: array}``, as ``arch_state()`` gives them). With a layout, ``per_design`` gives one cell per
         design instead of one per position."""
-        from .derive import derive_from_gates
+        from .genotype import derive_from_gates
 
         if raw is None:
             raw = {n: a.detach().float().cpu().numpy() for n, a in self.arch_state().items()}

@@ -87,7 +87,7 @@ def alpha_kinds(history: dict[str, np.ndarray]) -> list[str]:
 
 def history_gates(history: dict[str, np.ndarray], kind: str) -> np.ndarray:
     """The op weights of ``history[kind]`` by the search's gate function (softmax unless it says sigmoid)."""
-    from ..derive import gate_values
+    from ..genotype import gate_values
 
     gate = str(history["gate"]) if "gate" in history else "softmax"
     return gate_values(history[kind], gate)

@@ -55,7 +55,7 @@ def write_epoch(writer, epoch: int, row: dict[str, Any], alphas: dict[str, np.nd
     for name, raw in (alphas or {}).items():
         if not name.startswith("alpha_"):
             continue
-        from ..derive import gate_values
+        from ..genotype import gate_values
 
         kind = name[len("alpha_"):]
         w = gate_values(raw, gate)
