@@ -145,7 +145,11 @@ def test_genotype_opt_baselines_build_as_whole_networks() -> None:
 
 @pytest.mark.parametrize("text, match", [
     ("A = Genotype_opt([[('skip_connect', 2, 0)]], [0, 3], concat=[2])", "'seq' must index the 1 entries"),
-    ("A = Genotype_opt([[('skip_connect', 2, 0)]], [0] * 10**9, concat=[2])", "unexpected|over 100000 items"),
+    ("A = Genotype_opt([[('skip_connect', 2, 0)]], [0] * 10**9, concat=[2])", "'10 \\*\\* 9' is not a literal"),
+    ("A = Genotype_opt([[('skip_connect', 2, 0)]], [x for x in y], concat=[2])", "'\\[x for x in y\\]' is not a"),
+    ("def f():\n    pass", "line 1: expected NAME = Genotype\\(...\\) or a bare genotype, found a FunctionDef"),
+    ("A = Genotype(*xs)", "\\*args and \\*\\*kwargs are not literals"),
+    ("A = 1" + "0" * 5000, "not a genotype text|line 1"),
     ("A = Genotype_opt([[('skip_connect', 2, 0)]], [0] * 200000, concat=[2])", "over 100000 items"),
     ("A = Genotype_opt([[('skip_connect', 2, 0)]], 'ab' + 3, concat=[2])", "is not list arithmetic"),
 ])

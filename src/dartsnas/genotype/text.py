@@ -1,94 +1,16 @@
 """The text forms of the original DARTS code and its forks (``Genotype(...)`` in pair, nested-list or triple
-form, D-DARTS' ``Genotype_nested`` and ``Genotype_opt``), read without ``eval``: a tokenizer and a parser of the
-literal subset of Python that genotype files use, with line-numbered errors."""
+form, D-DARTS' ``Genotype_nested`` and ``Genotype_opt``), read without ``eval``: Python's own parser builds the
+syntax tree, which is walked, never executed, refusing anything but literals, names, calls and list arithmetic,
+with size and depth limits and line-numbered errors."""
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+import ast
+import textwrap
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..errors import GenotypeError
 from .model import CellDesign, Genotype, sparse_design
-
-
-class _Tok(NamedTuple):
-    """A token: kind (name, num, str, op), its text or value, its line, and the bracket depth before it."""
-
-    kind: str
-    value: Any
-    line: int
-    depth: int
-
-
-_TOKEN_RE = re.compile(
-    r"""
-    (?P<ws>[ \t\f\r]+|\\\r?\n)
-    |(?P<nl>\n)
-    |(?P<comment>\#[^\n]*)
-    |(?P<str>'''[\s\S]*?'''|\"\"\"[\s\S]*?\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")
-    |(?P<num>\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?)
-    |(?P<name>[A-Za-z_][A-Za-z_0-9]*)
-    |(?P<op>[^\s\w'"\#])
-    """,
-    re.VERBOSE,
-)
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "\n": ""}
-_CLOSERS = {")": "(", "]": "[", "}": "{"}
-_MAX_DEPTH = 64  # genotypes nest three or four deep; this keeps the recursive parser far from Python's limit
-
-
-
-def _unquote(raw: str) -> str:
-    """The value of a quoted string token (simple escapes only; op names need none)."""
-    q = 3 if raw[:3] in ("'''", '"""') else 1
-    body = raw[q:-q]
-    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), "\\" + m.group(1)), body, flags=re.DOTALL)
-
-
-def _tokenize(text: str) -> list[_Tok]:
-    """Split text into tokens, checking that brackets balance."""
-    tokens: list[_Tok] = []
-    stack: list[tuple[str, int]] = []
-    line, pos = 1, 0
-    text = text.lstrip("\ufeff")
-    while pos < len(text):
-        m = _TOKEN_RE.match(text, pos)
-        if m is None:
-            ch = text[pos]
-            if ch in "'\"":
-                raise GenotypeError(f"line {line}: unterminated string; close the quote {ch}")
-            raise GenotypeError(f"line {line}: unexpected character {ch!r}")
-        kind, raw = m.lastgroup, m.group()
-        if kind == "str":
-            tokens.append(_Tok("str", _unquote(raw), line, len(stack)))
-        elif kind == "num":
-            value: Any = float(raw) if any(c in raw for c in ".eE") else int(raw)
-            tokens.append(_Tok("num", value, line, len(stack)))
-        elif kind == "name":
-            tokens.append(_Tok("name", raw, line, len(stack)))
-        elif kind == "op":
-            depth = len(stack)
-            if raw in "([{":
-                if len(stack) >= _MAX_DEPTH:
-                    raise GenotypeError(f"line {line}: brackets nested more than {_MAX_DEPTH} deep; not a genotype")
-                stack.append((raw, line))
-            elif raw in _CLOSERS:
-                if not stack:
-                    raise GenotypeError(f"line {line}: unmatched {raw!r}; remove it or add the opening bracket")
-                opener, opened = stack.pop()
-                if opener != _CLOSERS[raw]:
-                    raise GenotypeError(
-                        f"line {line}: {raw!r} closes {opener!r} opened on line {opened}; the brackets do not match"
-                    )
-                depth = len(stack)
-            tokens.append(_Tok("op", raw, line, depth))
-        line += raw.count("\n")
-        pos = m.end()
-    if stack:
-        opener, opened = stack[-1]
-        raise GenotypeError(f"line {opened}: {opener!r} is never closed; the brackets are unbalanced")
-    return tokens
 
 
 @dataclass
@@ -184,162 +106,81 @@ def _describe(node: _Expr) -> str:
     return f"the number {node.value!r}"
 
 
-class _Parser:
-    """Recursive-descent parser of the literal subset of Python that genotype files use."""
-
-    def __init__(self, tokens: list[_Tok]) -> None:
-        self.toks = tokens
-        self.i = 0
-
-    def peek(self, offset: int = 0) -> _Tok | None:
-        """The token ``offset`` ahead, or None at the end."""
-        j = self.i + offset
-        return self.toks[j] if j < len(self.toks) else None
-
-    def is_op(self, value: str, offset: int = 0) -> bool:
-        """Whether the token ``offset`` ahead is the punctuation ``value``."""
-        t = self.peek(offset)
-        return t is not None and t.kind == "op" and t.value == value
-
-    def next(self, what: str) -> _Tok:
-        """Consume a token; ``what`` names what was expected if the text ends."""
-        t = self.peek()
-        if t is None:
-            last = self.toks[-1].line if self.toks else 1
-            raise GenotypeError(f"line {last}: the text ends where {what} was expected")
-        self.i += 1
-        return t
-
-    def statements(self) -> list[tuple[str | None, _Expr]]:
-        """Top-level statements: ``NAME = value`` or a bare value; imports and docstrings are skipped."""
-        out: list[tuple[str | None, _Expr]] = []
-        while self.peek() is not None:
-            t = self.peek()
-            assert t is not None
-            if t.kind == "name" and t.value in ("import", "from"):
-                start = t.line
-                while (u := self.peek()) is not None and (u.line == start or u.depth > 0):
-                    self.i += 1
-                continue
-            if t.kind == "str":  # a docstring
-                self.i += 1
-                self.end_of_statement()
-                continue
-            name = None
-            if t.kind == "name" and self.is_op("=", 1):
-                name = t.value
-                self.i += 2
-            value = self.value()
-            self.end_of_statement()
-            out.append((name, value))
-        return out
-
-    def end_of_statement(self) -> None:
-        """A statement ends at a line break (or ``;``)."""
-        t = self.peek()
-        if t is None:
-            return
-        if t.kind == "op" and t.value == ";":
-            self.i += 1
-            return
-        prev = self.toks[self.i - 1]
-        if t.line == prev.line:
-            raise GenotypeError(
-                f"line {t.line}: unexpected {_tok_text(t)}; "
-                "expected one statement per line, such as NAME = Genotype(...)"
-            )
-
-    def value(self) -> _Expr:
-        """A value, or list arithmetic on values (``[0] * 4 + [1]``, as D-DARTS' ``seq`` lists are written):
-        sums of products of atoms (``*`` binds tighter than ``+``)."""
-        return self.chain("+", lambda: self.chain("*", self.atom))
-
-    def chain(self, symbol: str, operand: Callable[[], _Expr]) -> _Expr:
-        """``operand (symbol operand)*``, left to right."""
-        left = operand()
-        while self.is_op(symbol):
-            line = self.next("an operator").line
-            left = _BinOp(symbol, left, operand(), line)
-        return left
-
-    def atom(self) -> _Expr:
-        """One literal value: list, tuple, string, number, name, or call of literals."""
-        t = self.next("a value")
-        if t.kind == "str":
-            value = t.value
-            while (u := self.peek()) is not None and u.kind == "str":  # implicit concatenation
-                value += u.value
-                self.i += 1
-            return _Lit(value, t.line)
-        if t.kind == "num":
-            return _Lit(t.value, t.line)
-        if t.kind == "op" and t.value in "-+":
-            u = self.next("a number")
-            if u.kind != "num":
-                raise GenotypeError(f"line {u.line}: expected a number after {t.value!r}, found {_tok_text(u)}")
-            return _Lit(-u.value if t.value == "-" else u.value, t.line)
-        if t.kind == "op" and t.value == "[":
-            items, _ = self.items("]")
-            return _Seq(items, t.line, "list")
-        if t.kind == "op" and t.value == "(":
-            items, comma = self.items(")")
-            if len(items) == 1 and not comma:
-                return items[0]  # parentheses only group
-            return _Seq(items, t.line, "tuple")
-        if t.kind == "name":
-            name = t.value
-            while self.is_op(".") and (u := self.peek(1)) is not None and u.kind == "name":
-                name += "." + u.value
-                self.i += 2
-            if self.is_op("("):
-                self.i += 1
-                return self.call(name, t.line)
-            return _Name(name, t.line)
-        raise GenotypeError(f"line {t.line}: unexpected {_tok_text(t)}")
-
-    def items(self, closer: str) -> tuple[list[_Expr], bool]:
-        """Comma-separated values up to ``closer`` (trailing comma allowed); also says whether a comma was seen."""
-        items: list[_Expr] = []
-        comma = False
-        while not self.is_op(closer):
-            items.append(self.value())
-            if self.is_op(","):
-                self.i += 1
-                comma = True
-            elif not self.is_op(closer):
-                t = self.next(repr(closer))
-                raise GenotypeError(f"line {t.line}: expected ',' or {closer!r}, found {_tok_text(t)}")
-        self.i += 1
-        return items, comma
-
-    def call(self, name: str, line: int) -> _Call:
-        """Arguments of a call after its ``(``: positional values then ``key=value`` pairs."""
-        args: list[_Expr] = []
-        kwargs: dict[str, _Expr] = {}
-        while not self.is_op(")"):
-            t = self.peek()
-            if t is not None and t.kind == "name" and self.is_op("=", 1):
-                self.i += 2
-                if t.value in kwargs:
-                    raise GenotypeError(f"line {t.line}: {name}() gets {t.value!r} twice")
-                kwargs[t.value] = self.value()
-            else:
-                if kwargs:
-                    where = t.line if t is not None else line
-                    raise GenotypeError(f"line {where}: {name}(): positional argument after keyword arguments")
-                args.append(self.value())
-            if self.is_op(","):
-                self.i += 1
-            elif not self.is_op(")"):
-                u = self.next("')'")
-                raise GenotypeError(f"line {u.line}: expected ',' or ')' in {name}(...), found {_tok_text(u)}")
-        self.i += 1
-        return _Call(name, args, kwargs, line)
+_MAX_TEXT = 2_000_000  # characters: genotype files, whole genotypes.py ones included, are a few kilobytes
+_MAX_DEPTH = 64  # genotypes nest three or four deep
 
 
-def _tok_text(t: _Tok) -> str:
-    """A token as it appears in the text, for messages."""
-    return repr(t.value) if t.kind == "str" else f"'{t.value}'"
+def _statements(text: str) -> list[tuple[str | None, _Expr]]:
+    """The top-level statements of a genotype text, parsed by Python's own parser and never executed:
+    ``NAME = value`` or a bare value (imports and docstrings skipped); anything else is refused with its line."""
+    text = textwrap.dedent(text.lstrip("\ufeff"))  # a genotype pasted from an indented log or docstring
+    if len(text) > _MAX_TEXT:
+        raise GenotypeError(f"the text has {len(text):,} characters, over the {_MAX_TEXT:,} a genotype text may have")
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as e:
+        raise GenotypeError(f"line {e.lineno or 1}: {e.msg}") from None
+    except (RecursionError, MemoryError, ValueError) as e:  # nesting past the parser's stack, NUL bytes, huge ints
+        raise GenotypeError(f"not a genotype text ({type(e).__name__}: {str(e)[:80]})") from None
+    out: list[tuple[str | None, _Expr]] = []
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str):
+            continue  # a docstring
+        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+            out.append((stmt.targets[0].id, _expr(stmt.value, 0)))
+        elif isinstance(stmt, ast.Expr):
+            out.append((None, _expr(stmt.value, 0)))
+        else:
+            raise GenotypeError(f"line {stmt.lineno}: expected NAME = Genotype(...) or a bare genotype, found "
+                                f"{_kind(stmt)}")
+    return out
+
+
+def _kind(node: ast.AST) -> str:
+    """``a FunctionDef statement``, ``a ListComp expression``: what an unexpected piece of syntax is."""
+    return f"a {type(node).__name__} {'statement' if isinstance(node, ast.stmt) else 'expression'}"
+
+
+def _dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` of a name or attribute chain, else None."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
+
+
+def _expr(node: ast.AST, depth: int) -> _Expr:
+    """A literal value of the syntax tree: strings, numbers, lists, tuples, names, calls and list arithmetic only."""
+    line = getattr(node, "lineno", 1)
+    if depth > _MAX_DEPTH:
+        raise GenotypeError(f"line {line}: values nested more than {_MAX_DEPTH} deep; not a genotype")
+    if isinstance(node, ast.Constant) and type(node.value) in (str, int, float):
+        return _Lit(node.value, line)
+    if (isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd))
+            and isinstance(node.operand, ast.Constant) and type(node.operand.value) in (int, float)):
+        value = node.operand.value
+        return _Lit(-value if isinstance(node.op, ast.USub) else value, line)
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return _Seq([_expr(x, depth + 1) for x in node.elts], line, "list" if isinstance(node, ast.List) else "tuple")
+    name = _dotted(node)
+    if name is not None:
+        return _Name(name, line)
+    if isinstance(node, ast.Call) and _dotted(node.func) is not None:
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+            raise GenotypeError(f"line {line}: *args and **kwargs are not literals; write the values out")
+        return _Call(_dotted(node.func), [_expr(a, depth + 1) for a in node.args],
+                     {k.arg: _expr(k.value, depth + 1) for k in node.keywords}, line)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mult)):
+        op = "+" if isinstance(node.op, ast.Add) else "*"
+        return _BinOp(op, _expr(node.left, depth + 1), _expr(node.right, depth + 1), line)
+    shown = ast.unparse(node)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    raise GenotypeError(f"line {line}: {shown!r} is not a literal; a genotype text holds lists, tuples, strings, "
+                        "numbers, names and Genotype(...) calls (and lists joined with + or repeated with *)")
 
 
 _CLASSIC_FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
@@ -366,7 +207,7 @@ def parse_genotype_texts(text: str) -> dict[str, Genotype]:
 def _parse_all(text: str) -> dict[str, Genotype | GenotypeError]:
     """Every genotype of a text by name; one that does not build is kept as its error, so that a file of many
     (D-DARTS' ``genotypes.py`` holds empty placeholders) still gives the good ones by name."""
-    statements = _Parser(_tokenize(text)).statements()
+    statements = _statements(text)
     found: dict[str, Genotype | GenotypeError] = {}
     env: dict[str, _Expr] = {}
     for name, value in statements:
