@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dartsnas.lean import lean_forward
+from dartsnas.ops.lean import lean_forward
 from dartsnas.ops import OPS, native
 from dartsnas.ops.depthwise import depthwise_backward
 

@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from .lean import plain_autograd
+from .ops.lean import plain_autograd
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 HESSIAN_MODES = ("finite-difference", "exact")

@@ -396,7 +396,7 @@ def _search(args: argparse.Namespace) -> int:
             raise DartsNASError(f"{run.path} already finished {search.epoch} epochs; pass --epochs N > "
                                 f"{search.epoch} to extend it")
         _on_main(dist, lambda: run.write_config(_saved_config(cfg, search), header=_config_header()))
-        handler = _log_to_file(run.path / "log.txt") if dist.is_main else None
+        handler = _log_to_file(run.log_path) if dist.is_main else None
         logger.info("resuming %s after epoch %d of %d", run.path, search.epoch, cfg.epochs)
     else:
         path = _new_run_path(dist, cfg, "search")
@@ -404,7 +404,7 @@ def _search(args: argparse.Namespace) -> int:
         run = RunDir(path)
         cfg.out = str(run.path)
         _on_main(dist, lambda: RunDir.create(path).write_config(_saved_config(cfg, search), header=_config_header()))
-        handler = _log_to_file(run.path / "log.txt") if dist.is_main else None
+        handler = _log_to_file(run.log_path) if dist.is_main else None
         logger.info("search run directory: %s", run.path)
         logger.info("%s: %d weights, %d alphas, %d+%d images for weights/alphas%s, %s",
                     cfg.dataset, search.network.num_weights(), search.network.num_alphas(),
@@ -496,11 +496,11 @@ def _train(args: argparse.Namespace) -> int:
         trainer = Trainer(cfg, Genotype.from_dict(state["net_args"]["genotype"]), dist=dist, device=device,
                           hooks=hooks)
         trainer.load_state_dict(state)
-        if (run.path / "final.json").is_file() and trainer.epoch >= cfg.epochs:  # else: write what is missing
+        if run.final_path.is_file() and trainer.epoch >= cfg.epochs:  # else: write what is missing
             raise DartsNASError(f"{run.path} already finished {trainer.epoch} epochs; pass --epochs N > "
                                 f"{trainer.epoch} to extend it")
         _on_main(dist, lambda: run.write_config(_saved(cfg), header=_config_header("train")))
-        handler = _log_to_file(run.path / "log.txt") if dist.is_main else None
+        handler = _log_to_file(run.log_path) if dist.is_main else None
         logger.info("resuming %s after epoch %d of %d", run.path, trainer.epoch, cfg.epochs)
     else:
         genotype = resolve_train_genotype(cfg)
@@ -511,10 +511,10 @@ def _train(args: argparse.Namespace) -> int:
 
         def create():
             RunDir.create(path).write_config(_saved(cfg), header=_config_header("train"))
-            save_genotype(genotype, run.path / "genotype.json")
+            save_genotype(genotype, run.genotype_path)
 
         _on_main(dist, create)
-        handler = _log_to_file(run.path / "log.txt") if dist.is_main else None
+        handler = _log_to_file(run.log_path) if dist.is_main else None
         logger.info("training run directory: %s", run.path)
         logger.info("%s: %s parameters (%s with the auxiliary head), %s multiply-adds per image, %d train / %d "
                     "test images%s, %s", cfg.dataset, f"{trainer.params:,}", f"{trainer.params_with_aux:,}",
@@ -555,10 +555,10 @@ def resolve_train_genotype(cfg: TrainConfig):
         cfg.approx_table = searched.get("approx_table")
     load_ops_modules(cfg.ops_module)
     if cfg.epoch is None and not run.genotype_path.exists():
-        done = sorted(run.path.glob("genotypes/epoch_*.json"))
+        done = run.saved_epochs()
         if not done:
             raise DartsNASError(f"{run.path} has no genotype yet (no genotype.json, no genotypes/epoch_*.json)")
-        return load_genotype(done[-1])
+        return load_genotype(run.epoch_genotype_path(done[-1]))
     return run.epoch_genotype(cfg.epoch)
 
 

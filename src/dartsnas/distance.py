@@ -120,7 +120,7 @@ def resolve_architecture(source: str | Path, epoch: int | None = None) -> Genoty
     run = RunDir.open(path)  # ConfigError when the folder has no config.yaml
     if epoch is None:
         if not run.genotype_path.is_file():
-            saved = _saved_epochs(run.path)
+            saved = run.saved_epochs()
             hint = f"; pass an epoch (saved: {_span(saved)})" if saved else ""
             raise ConfigError(f"{run.genotype_path} does not exist: the run has no final genotype yet{hint}")
         return load_genotype(run.genotype_path)
@@ -128,22 +128,12 @@ def resolve_architecture(source: str | Path, epoch: int | None = None) -> Genoty
         raise ConfigError(f"epoch must be an integer >= 1 (epochs count from 1), got {epoch!r}")
     epoch_path = run.epoch_genotype_path(epoch)
     if not epoch_path.is_file():
-        saved = _saved_epochs(run.path)
+        saved = run.saved_epochs()
         if not saved:
             raise ConfigError(f"{run.path} saved no per-epoch genotypes (a training run has only genotype.json); "
                               "leave out the epoch")
         raise ConfigError(f"{run.path} has no genotype for epoch {epoch}; saved epochs: {_span(saved)}")
     return load_genotype(epoch_path)
-
-
-def _saved_epochs(run_path: Path) -> list[int]:
-    """Epochs with a ``genotypes/epoch_NNN.json`` file, sorted."""
-    epochs = []
-    for p in run_path.glob("genotypes/epoch_*.json"):
-        digits = p.stem.removeprefix("epoch_")
-        if digits.isdigit():
-            epochs.append(int(digits))
-    return sorted(epochs)
 
 
 def _span(epochs: list[int]) -> str:

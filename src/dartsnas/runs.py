@@ -86,11 +86,36 @@ class RunDir:
     def genotype_path(self) -> Path:
         return self.path / "genotype.json"
 
+    @property
+    def best_checkpoint_path(self) -> Path:
+        return self.checkpoint_path.with_name("best.pt")
+
+    @property
+    def final_path(self) -> Path:
+        return self.path / "final.json"
+
+    @property
+    def evaluation_path(self) -> Path:
+        return self.path / "evaluation.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.txt"
+
     def rule_genotype_path(self, rule: str) -> Path:
         return self.path / f"genotype_{rule}.json"
 
     def epoch_genotype_path(self, epoch: int) -> Path:
         return self.path / "genotypes" / f"epoch_{epoch:03d}.json"
+
+    def saved_epochs(self) -> list[int]:
+        """Epochs with a saved genotype (``genotypes/epoch_NNN.json``), sorted."""
+        epochs = []
+        for p in self.path.glob("genotypes/epoch_*.json"):
+            digits = p.stem.removeprefix("epoch_")
+            if digits.isdigit():
+                epochs.append(int(digits))
+        return sorted(epochs)
 
     # -- config ----------------------------------------------------------------------------------------------
     def write_config(self, values: dict[str, Any], *, header: str = "") -> None:
@@ -157,14 +182,16 @@ class RunDir:
             raise ConfigError(f"cannot read the alpha history {self.alphas_path}: {e}") from None
 
     # -- checkpoints -----------------------------------------------------------------------------------------
-    def save_checkpoint(self, state: dict[str, Any], name: str = "last.pt") -> Path:
+    def save_checkpoint(self, state: dict[str, Any], *, best: bool = False) -> Path:
+        """The latest checkpoint (or, with ``best``, the best one on validation data), written atomically."""
         state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
         buf = io.BytesIO()
         torch.save(state, buf)
-        return atomic_write_bytes(self.checkpoint_path.with_name(name), buf.getvalue())
+        return atomic_write_bytes(self.best_checkpoint_path if best else self.checkpoint_path, buf.getvalue())
 
-    def write_json(self, name: str, data: Any) -> Path:
-        return atomic_write_text(self.path / name, json.dumps(data, indent=2) + "\n")
+    def write_json(self, path: Path, data: Any) -> Path:
+        """``data`` as JSON at one of this run's paths (``final_path``, ``evaluation_path``), atomically."""
+        return atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
     def load_checkpoint(self, map_location: Any = "cpu") -> dict[str, Any]:
         return load_checkpoint(self.checkpoint_path, map_location=map_location)

@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 from .baselines import layout_alphas
 from .errors import ConfigError
 from .genotype import GATES, Genotype
-from .lean import in_plain_autograd, lean_allowed, lean_plan, lean_run, plain_autograd
+from .ops.lean import in_plain_autograd, lean_allowed, lean_plan, lean_run, plain_autograd
 from .ops import FactorizedReduce, ReLUConvBN, build_op
 from .ops.layout import cat_channels, global_avg_pool
 from .space import SearchSpace
@@ -155,7 +155,7 @@ class MixedOp(nn.Module):
             self.relu_fed.append(_strip_leading_relu(op))
             self.ops.append(op)
         self.stride = stride
-        self.lean = False  # --recompute ops: the lean autograd functions of lean.py
+        self.lean = False  # --recompute ops: the lean autograd functions of ops/lean.py
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, relu_x: torch.Tensor | None = None) -> torch.Tensor:
         """``relu_x``: ``relu(x)`` when the caller already has it (a cell shares it between a state's edges)."""
@@ -329,7 +329,7 @@ class SearchNetwork(nn.Module):
 
     def set_recompute(self, mode: str) -> "SearchNetwork":
         """Memory saving: ``off`` keeps every activation (plain autograd); ``ops`` runs the DARTS ops through the
-        lean autograd functions of ``lean.py`` (each op keeps its output and the input of each separable block,
+        lean autograd functions of ``ops/lean.py`` (each op keeps its output and the input of each separable block,
         and recomputes depthwise convolutions, ReLUs and max-pool indices). Activation checkpointing on top of
         ``ops``: ``cells`` keeps only each cell's inputs and recomputes one cell at a time in the backward pass;
         ``edges`` keeps each mixed op's input and output and recomputes its inside; ``all`` does both (least

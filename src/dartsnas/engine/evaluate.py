@@ -23,7 +23,7 @@ def _checkpoint_path(source: str | Path) -> tuple[Path, Path | None]:
     """(checkpoint file, run directory or None) for a run directory or a checkpoint file."""
     source = Path(source)
     if source.is_dir():
-        ckpt = source / "checkpoints" / "last.pt"
+        ckpt = RunDir(source).checkpoint_path
         if not ckpt.is_file():
             raise CheckpointError(f"no checkpoint in {source} (looked for {ckpt}); pass a training run directory "
                                   "or a checkpoint file")
@@ -92,7 +92,7 @@ def evaluate_checkpoint(source: str | Path, *, dataset: str | None = None, data:
     }
     _, run = _checkpoint_path(source)
     if run is not None:
-        RunDir(run).write_json("evaluation.json", report)
+        RunDir(run).write_json(RunDir(run).evaluation_path, report)
     return report
 
 

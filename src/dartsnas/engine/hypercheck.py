@@ -120,7 +120,7 @@ def format_check(results: dict[str, Any]) -> str:
         table.append([run["dtype"], "exact", "0", "", "", f"{run['exact_seconds']:.2f}"])
         for r in results["radii"]:
             vals = [row[f"fd_{r:g}"] for row in rows]
-            table.append([run["dtype"], f"finite difference R=0.01/||v||" if r == 0.01 else
+            table.append([run["dtype"], "finite difference R=0.01/||v||" if r == 0.01 else
                           f"finite difference R={r:g}/||v||", f"{statistics.median(vals):.3g}", f"{min(vals):.3g}",
                           f"{max(vals):.3g}", f"{run[f'fd_{r:g}_seconds']:.2f}"])
         vals = [row["first_order"] for row in rows]

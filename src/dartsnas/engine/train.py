@@ -227,7 +227,7 @@ class Trainer:
             if self.val_loader is not None and (self.best_val is None or row["val_acc"] > self.best_val):
                 self.best_val = row["val_acc"]
                 state["best_val"] = self.best_val
-                run.save_checkpoint(state, name="best.pt")
+                run.save_checkpoint(state, best=True)
             run.save_checkpoint(state)
             self._last_saved = (epoch, 0)
             if self._stop.requested:
@@ -243,7 +243,7 @@ class Trainer:
                  "test_loss": last.get("test_loss"), "params": self.params,
                  "params_with_auxiliary": self.params_with_aux, "macs": self.macs,
                  "best_val_acc": self.best_val}
-        run.write_json("final.json", final)
+        run.write_json(run.final_path, final)
         return TrainResult(run, final, list(self.metrics))
 
     def train_epoch(self, epoch: int) -> dict[str, float]:

@@ -74,17 +74,16 @@ class RunReport:
         load_ops_modules(self.config.get("ops_module"))  # user ops, to count the derived network
         self.rows = self.run.read_metrics() if self.run.metrics_path.is_file() else []
         self.kind = "search" if self.run.alphas_path.is_file() else "train"
-        self.final = self._json("final.json")
-        self.evaluation = self._json("evaluation.json")
+        self.final = self._json(self.run.final_path)
+        self.evaluation = self._json(self.run.evaluation_path)
         self.genotype = self._genotype()
         self.counts = self._counts(arch_channels, arch_layers)
         self.notes: list[str] = []
         self.pictures = self._pictures()
 
-    def _json(self, name: str) -> dict[str, Any]:
+    def _json(self, p: Path) -> dict[str, Any]:
         import json
 
-        p = self.run.path / name
         if not p.is_file():
             return {}
         try:
@@ -96,13 +95,12 @@ class RunReport:
     def _genotype(self):
         from ..genotype import load_genotype
 
-        if self.kind == "train":
-            p = self.run.path / "genotype.json"
-            return load_genotype(p) if p.is_file() else None
         if self.run.genotype_path.is_file():
             return load_genotype(self.run.genotype_path)
-        done = sorted(self.run.path.glob("genotypes/epoch_*.json"))
-        return load_genotype(done[-1]) if done else None
+        if self.kind == "train":
+            return None
+        done = self.run.saved_epochs()
+        return load_genotype(self.run.epoch_genotype_path(done[-1])) if done else None
 
     def _counts(self, channels: int | None, layers: int | None) -> dict[str, Any]:
         """Parameters and multiply-adds: a training run's own network; for a search, the evaluation network the

@@ -34,9 +34,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules import module as _module
 
-from .ops.darts import DilConv, SepConv
-from .ops import native
-from .ops.depthwise import DepthwiseConv2d, depthwise_backward as _dw_backward, depthwise_forward as _dw_forward
+from . import native
+from .darts import DilConv, SepConv
+from .depthwise import DepthwiseConv2d, depthwise_backward as _dw_backward, depthwise_forward as _dw_forward
 
 _state = threading.local()
 
@@ -60,7 +60,7 @@ def _once(backward):
     def wrapper(ctx, *grads):
         if torch.is_grad_enabled():
             raise RuntimeError("the lean DARTS ops (--recompute ops) are differentiable once; run the forward "
-                               "inside dartsnas.lean.plain_autograd() to differentiate twice")
+                               "inside dartsnas.ops.lean.plain_autograd() to differentiate twice")
         return backward(ctx, *grads)
 
     return wrapper
