@@ -6,6 +6,7 @@ C=36 for per-cell searches and 64, its training default, for DARTOpti files; aux
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,14 @@ def test_a_sparse_cell_diagram_leaves_out_the_missing_node() -> None:
     source = cell_graph(a.normal, "normal").source  # nodes 0, 2, 3 drawn (states 2, 4, 5); node 1 missing
     drawn = {line.split()[0] for line in source.splitlines() if "shape=circle" in line}
     assert drawn == {"0", "2", "3"}
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")
+def test_plot_of_one_genotype_of_a_file_names_its_pictures_by_the_genotype(tmp_path: Path) -> None:
+    source = f"{SEEDS / 'fairdarts_genotypes.py.txt'}::FairDARTS_a"  # a name with dots: each cell its own file
+    assert main(["plot", source, "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "FairDARTS_a_normal.png", "FairDARTS_a_normal.svg", "FairDARTS_a_reduce.png", "FairDARTS_a_reduce.svg"]
 
 
 def test_sparse_cell_runs_and_every_parameter_learns() -> None:

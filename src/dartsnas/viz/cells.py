@@ -77,7 +77,7 @@ def draw_cell(design: CellDesign, path: str | Path, *, title: str | None = None,
         # graphviz scales an SVG's drawing by dpi/72 but not its viewBox, which crops it in browsers: SVG at 72
         g.graph_attr["dpi"] = "72" if fmt == "svg" else "96"
         data = g.pipe(format=fmt)
-        target = path.with_suffix("." + fmt)
+        target = path.with_name(f"{path.name}.{fmt}")  # not with_suffix: a stem may hold dots (g.v2_normal)
         from ..fileio import atomic_write_bytes
 
         atomic_write_bytes(target, data)

@@ -42,7 +42,10 @@ def plot_run(source: str | Path, *, out: str | Path | None = None, epochs: str =
     if not is_dir(Path(str(source))):  # a genotype file, a published name or a genotype text
         genotype = load_genotype(str(source))
         folder = Path(out) if out else Path(".")
-        stem = Path(str(source)).stem if len(str(source)) < 100 and "(" not in str(source) else "genotype"
+        text = str(source)
+        # FILE::NAME draws as NAME_normal, a file as its name without suffix, a genotype text as genotype_normal
+        stem = (text.rsplit("::", 1)[1] if "::" in text else Path(text).stem) if len(text) < 200 and "(" not in text \
+            else "genotype"
         return draw_genotype(genotype, folder, stem=f"{stem}_")
     source = Path(str(source))
     run = RunDir.open(source)
