@@ -316,3 +316,15 @@ def test_cifar_failed_download_leaves_nothing(tmp_path, monkeypatch):
             load_split("cifar10", root, "train", download=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_shard_splits_indices_disjointly_and_equally():
+    from dartsnas.data import shard
+
+    indices = [7, 3, 9, 1, 4, 8, 2, 0, 6, 5, 11]  # 11 over 3 ranks: 3 each, 2 dropped when equal
+    parts = [shard(indices, r, 3) for r in range(3)]
+    assert [len(p) for p in parts] == [3, 3, 3]
+    assert sorted(i for p in parts for i in p) == sorted(indices[:9])  # disjoint, every rank its stride
+    evaluation = [shard(indices, r, 3, equal=False) for r in range(3)]
+    assert sorted(i for p in evaluation for i in p) == sorted(indices)  # every index once
+    assert shard(range(5), 0, 1) == [0, 1, 2, 3, 4]

@@ -38,6 +38,7 @@ __all__ = [
     "DigitsDataset",
     "build_search_loaders",
     "canonical_dataset",
+    "shard",
     "dataset_info",
     "load_split",
     "make_loader",
@@ -116,6 +117,14 @@ def load_split(
     if cutout > 0 and transform in ("train", "autoaugment"):
         dataset = _with_extra_transform(dataset, Cutout(cutout))
     return dataset, info
+
+
+def shard(indices: Sequence[int], rank: int, world_size: int, *, equal: bool = True) -> list[int]:
+    """This rank's part of ``indices`` under torchrun: every ``world_size``-th one from position ``rank`` on; with
+    ``equal``, cut to the same length on every rank (the remainder dropped), so that all ranks take the same
+    number of steps. The one sharding rule of the search and the training loaders."""
+    part = list(indices[rank::world_size])
+    return part[: len(indices) // world_size] if equal else part
 
 
 def canonical_dataset(name: str) -> str:
@@ -209,16 +218,16 @@ def build_search_loaders(
     base = seed if generator_seed is None else generator_seed
     loaders = []
     for which, half in enumerate((weight_idx, alpha_idx)):
-        shard_len = len(half) // world_size
+        part = shard(half, rank, world_size)
+        shard_len = len(part)
         if shard_len < 1:
             raise DataError(
                 f"the search split of {len(dataset)} images leaves no images for each of {world_size} "
                 "processes; use more data or fewer processes"
             )
-        shard = half[rank::world_size][:shard_len]
         loaders.append(
             make_loader(
-                Subset(dataset, shard),
+                Subset(dataset, part),
                 batch_size=batch_size,
                 shuffle=True,
                 seed=_derive_seed(base, rank, which),

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import Subset
 
 from ..config import TrainConfig
-from ..data import dataset_info, load_split, make_loader, search_split
+from ..data import dataset_info, load_split, make_loader, search_split, shard
 from ..errors import CheckpointError, ConfigError
 from ..genotype import Genotype
 from ..network import EvalNetwork
@@ -131,7 +131,7 @@ class Trainer:
         if not self.dist.enabled:
             return dataset
         n, world, rank = len(dataset), self.dist.world_size, self.dist.rank
-        indices = list(range(rank, n, world)) if evaluation else list(range(rank, n - n % world, world))
+        indices = shard(range(n), rank, world, equal=not evaluation)
         if not indices:
             raise ConfigError(f"{n} images cannot be shared by {world} processes; use fewer processes")
         return Subset(dataset, indices)
