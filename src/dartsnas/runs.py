@@ -254,10 +254,11 @@ def derive_from_history(run_path: str | Path, epoch: int | None = None, *, rule:
     layers = cfg.get("layers")
     reductions = reduction_positions(layers) if isinstance(layers, int) else ()
     seq = None
-    if str(cfg.get("space", "")).startswith("dartopti-"):  # a whole-network layout: its seq and reductions
-        from .space import get_space
+    from .space import SPACES
 
-        layout = get_space(str(cfg["space"])).layout
+    named = cfg.get("space")
+    layout = SPACES.get(named).layout if isinstance(named, str) and named in SPACES else None
+    if layout is not None:  # a whole-network layout (DARTOpti): its seq and reductions
         seq, reductions = layout.seq, layout.reductions
     genotype = derive_from_gates(raw, gate, primitives, nodes, multiplier, reductions=reductions, rule=rule,
                                  threshold=threshold, seq=seq)
