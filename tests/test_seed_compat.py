@@ -119,6 +119,8 @@ def test_course_project_histories_derive_and_train(tmp_path: Path, capsys) -> No
     assert capsys.readouterr().out.startswith("epoch 4:")
     assert main(["derive", str(folder), "--epoch", "5"]) == 2
     assert "epochs reached: 1 to 4" in capsys.readouterr().err
+    assert main(["derive", str(folder), "--rule", "threshold-edge"]) == 2
+    assert "derive by its own rule (top-k)" in capsys.readouterr().err
     np.save(folder / "alpha_reduce_history.npy", reduce[:, :, :5])  # a file of another search space
     assert main(["derive", str(folder)]) == 2
     assert "expected a float array [epochs, edges, 8]" in capsys.readouterr().err

@@ -583,16 +583,16 @@ def cmd_derive(args: argparse.Namespace) -> int:
     threshold = args.threshold
     if threshold is not None and not 0.0 < threshold <= 1.0:
         raise DartsNASError(f"--threshold must be in (0, 1], got {threshold}")
-    if args.rule not in (None, "top-k") and threshold is None:
-        from .config import read_yaml
-        from .runs import RunDir
-
-        threshold = read_yaml(RunDir.open(args.run).config_path).get("threshold") or DEFAULT_THRESHOLD
     if is_course_history(args.run):  # the course project's alpha_*_history.npy files
         if args.rule not in (None, "top-k"):
             raise DartsNASError("the course project's histories derive by its own rule (top-k); leave out --rule")
         genotype, epoch = derive_from_course_history(args.run, args.epoch)
     else:
+        if args.rule not in (None, "top-k") and threshold is None:
+            from .config import read_yaml
+            from .runs import RunDir
+
+            threshold = read_yaml(RunDir.open(args.run).config_path).get("threshold") or DEFAULT_THRESHOLD
         genotype, epoch = derive_from_history(args.run, args.epoch, rule=args.rule, threshold=threshold)
     if args.out:
         save_genotype(genotype, args.out)

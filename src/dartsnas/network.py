@@ -24,7 +24,7 @@ from .genotype import CellDesign, Genotype, load_genotype
 from .ops import OPS, FactorizedReduce, Identity, ReLUConvBN, build_op
 from .ops.layout import cat_channels, global_avg_pool
 
-__all__ = ["AuxiliaryHead", "EvalCell", "EvalNetwork", "drop_path", "per_cell_layout"]
+__all__ = ["AuxiliaryHead", "EvalCell", "EvalNetwork", "default_layers", "drop_path", "per_cell_layout"]
 
 STEMS = ("cifar", "imagenet")
 
@@ -118,6 +118,14 @@ class AuxiliaryHead(nn.Module):
                 f"images), got {x.shape[-2]}x{x.shape[-1]}: disable auxiliary for this image size"
             )
         return self.classifier(self.features(x).flatten(1))
+
+
+def default_layers(genotype: Genotype, *, imagenet: bool = False) -> int:
+    """The depth a genotype is trained at unless told: a per-cell genotype's own cells (as D-DARTS trains its
+    files), else the paper's 20 cells (14 on ImageNet)."""
+    if genotype.cells is not None:
+        return len(genotype.cells)
+    return 14 if imagenet else 20
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:

@@ -10,7 +10,7 @@ import torch
 from ..data import dataset_info, load_split, make_loader
 from ..errors import CheckpointError, ConfigError
 from ..genotype import Genotype, load_genotype
-from ..network import EvalNetwork
+from ..network import EvalNetwork, default_layers
 from ..profile import count_macs, count_parameters, measure_throughput
 from ..runs import RunDir, load_checkpoint
 from .common import is_terminal, resolve_device
@@ -92,7 +92,8 @@ def evaluate_checkpoint(source: str | Path, *, dataset: str | None = None, data:
     }
     _, run = _checkpoint_path(source)
     if run is not None:
-        RunDir(run).write_json(RunDir(run).evaluation_path, report)
+        run_dir = RunDir(run)
+        run_dir.write_json(run_dir.evaluation_path, report)
     return report
 
 
@@ -109,7 +110,7 @@ def genotype_info(genotype: str | Genotype, *, dataset: str = "cifar10", data: s
     info = dataset_info(dataset, data)
     imagenet = info.image_size >= 224
     C = init_channels or (48 if imagenet else 36)
-    L = layers or (len(g.cells) if g.cells is not None else 14 if imagenet else 20)
+    L = layers or default_layers(g, imagenet=imagenet)
     with torch.device("meta"):  # counting needs shapes only: no memory, no time, for networks of any size
         network = EvalNetwork(g, C, info.num_classes, L, info.auxiliary, stem="imagenet" if imagenet else "cifar",
                               in_channels=info.channels)

@@ -21,7 +21,7 @@ from ..config import TrainConfig
 from ..data import dataset_info, load_split, make_loader, search_split, shard
 from ..errors import CheckpointError, ConfigError
 from ..genotype import Genotype
-from ..network import EvalNetwork
+from ..network import EvalNetwork, default_layers
 from ..profile import count_macs, count_parameters
 from ..runs import RunDir
 from .common import (Average, GracefulStop, NonFiniteLoss, StopRequested, autocast, configure_determinism,
@@ -46,9 +46,6 @@ class TrainResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-DEFAULT_LAYERS = 20  # the paper's CIFAR network
-
-
 class Trainer:
     """Builds data, network and optimizer from a config and a genotype, then ``run(run_dir)`` trains."""
 
@@ -58,8 +55,8 @@ class Trainer:
         from ..plugins import load_ops_modules
 
         load_ops_modules(cfg.ops_module)
-        if cfg.layers is None:  # D-DARTS trains a per-cell genotype at its own depth; DARTS cells at 20
-            cfg.layers = len(genotype.cells) if genotype.cells is not None else DEFAULT_LAYERS
+        if cfg.layers is None:  # the recipe sets ImageNet's depth; here a per-cell genotype's own, else 20
+            cfg.layers = default_layers(genotype)
         self.cfg, self.genotype = cfg, genotype
         self.dist = dist or SINGLE
         self.show_progress = (is_terminal() if show_progress is None else show_progress) and self.dist.is_main
