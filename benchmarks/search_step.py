@@ -178,7 +178,8 @@ def _build(impl: str, args: argparse.Namespace, order: int, device):
             w_opt.step()
     else:
         from dartsnas import Architect, SearchNetwork, SearchSpace
-        from dartsnas.engine.common import autocast, tune_malloc
+        from dartsnas.engine.common import autocast
+        from dartsnas.process import tune_malloc
         from dartsnas.engine.search import weight_backward
 
         if device.type == "cpu":
@@ -289,7 +290,8 @@ def run_train_worker(args: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from dartsnas.engine.common import autocast, tune_malloc
+    from dartsnas.engine.common import autocast
+    from dartsnas.process import tune_malloc
     from dartsnas.genotype import load_genotype
     from dartsnas.network import EvalNetwork
 

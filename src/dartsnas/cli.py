@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence, get_args, get_origin, get_type_hints
 
-from .config import SearchConfig, TrainConfig, load_config, read_yaml
+from .config import SearchConfig, TrainConfig, load_config
+from .demo import DEMO_SEARCH, DEMO_TRAIN_EPOCHS
 from .errors import DartsNASError, StopRequested
 from .genotype import DEFAULT_THRESHOLD, DERIVATION_RULES
 
@@ -34,15 +35,6 @@ examples:
   dartsnas train --from-run runs/SEARCH --epoch 30 ...                     # the genotype after epoch 30
   dartsnas train --genotype g.json --recipe imagenet --data ~/imagenet     # the paper's ImageNet training
 """
-
-# The demo: a small search on scikit-learn's bundled 8x8 digits (no download), a few minutes on 2 CPU cores.
-DEMO_SEARCH = {"dataset": "digits", "epochs": 10, "batch_size": 64, "layers": 4, "init_channels": 8,
-               "nodes": 4, "multiplier": 4, "stem_multiplier": 2, "workers": 0, "log_every": 0,
-               "lr": 0.05, "arch_lr": 3e-3, "seed": 0, "recompute": "off"}
-DEMO_TRAIN = {"dataset": "digits", "batch_size": 64, "layers": 6, "init_channels": 16, "workers": 0,
-              "log_every": 0, "lr": 0.05, "drop_path_prob": 0.1, "seed": 0}
-DEMO_TRAIN_EPOCHS = 20
-
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -286,280 +278,55 @@ def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     root.propagate = False
 
 
-def _log_to_file(path: Path) -> logging.Handler:
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    logging.getLogger("dartsnas").addHandler(handler)
-    return handler
-
-
 def _overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
-    return _absolute_paths({k: v for k, v in vars(args).items() if k in names})
+    return {k: v for k, v in vars(args).items() if k in names}
 
 
-def _stopped(stop, kind: str, path: Path) -> int:
-    print(f"dartsnas: {stop}; checkpoint saved, continue with: dartsnas {kind} --resume {path}", file=sys.stderr)
+def _main_process() -> bool:
+    """Whether this is rank 0 (or the only process): the one that prints results."""
+    return _rank() == "0"
+
+
+def _rank() -> str:
+    return os.environ.get("RANK", "0") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "0"
+
+
+def _stopped(stop: StopRequested, kind: str) -> int:
+    if not getattr(stop, "main_process", True):
+        return 1
+    print(f"dartsnas: {stop}; checkpoint saved, continue with: dartsnas {kind} --resume {stop.run_path}",
+          file=sys.stderr)
     return 143 if stop.signame == "SIGTERM" else 130
 
 
-def _resume_config(args: argparse.Namespace, cls: type, overrides: dict[str, Any], locked: Sequence[str]):
-    """The run to resume and its saved config updated by the flags; flags that change the experiment are refused."""
-    from .runs import RunDir
-
-    if args.config:
-        raise DartsNASError("--resume takes the config from the run; leave out --config")
-    run = RunDir.open(args.resume)
-    saved = read_yaml(run.config_path)
-    overrides = _absolute_paths(overrides)
-    changed = [k for k in locked if k in overrides and overrides[k] != saved.get(k)]
-    if changed:
-        k = changed[0]
-        raise DartsNASError(f"--resume cannot change {k} (run has {saved.get(k)!r}, asked {overrides[k]!r}); "
-                            "only --epochs and run-time options may change")
-    cfg = load_config(cls, None, {**saved, **overrides})
-    cfg.out = str(run.path)
-    return run, cfg
-
-
-# -- many processes --------------------------------------------------------------------------------------------
-def _on_main(dist, fn):
-    """Run ``fn`` on rank 0 only and hand its result, or its one-line error, to every rank."""
-    result, error = None, None
-    if dist.is_main:
-        try:
-            result = fn()
-        except DartsNASError as e:
-            error = str(e)
-    result, error = dist.broadcast_object((result, error))
-    if error is not None:
-        raise DartsNASError(error)
-    return result
-
-
-def _new_run_path(dist, cfg, kind: str) -> Path:
-    """The run directory of a new run, chosen by rank 0 (a timestamp could differ between ranks)."""
-    from .runs import default_run_path
-
-    def choose():
-        path = Path(cfg.out) if cfg.out else default_run_path(kind, cfg.dataset)
-        _refuse_non_empty(path)
-        return str(path)
-
-    return Path(_on_main(dist, choose))
-
-
-def _describe_world(dist, device) -> str:
-    return f"{device}" if not dist.enabled else f"{dist.world_size} processes ({device.type}, rank 0 on {device})"
-
-
 # -- commands --------------------------------------------------------------------------------------------------
-def _in_process_group(command, args: argparse.Namespace) -> int:
-    """Run a command that may join torchrun's process group; leave it afterwards (waiting for the other ranks
-    only when the command ended normally: after an error they may never arrive)."""
-    from .engine import distributed
-
-    ok = False
-    try:
-        code = command(args)
-        ok = True
-        return code
-    finally:
-        distributed.teardown(sync=ok)
-
-
 def cmd_search(args: argparse.Namespace) -> int:
-    return _in_process_group(_search, args)
+    from .runner import run_search
 
-
-def _search(args: argparse.Namespace) -> int:
-    from .engine import distributed
-    from .engine.search import RESUME_LOCKED, Search
-    from .runs import RunDir
-
-    overrides = _overrides(args, SearchConfig)
-    if args.resume:
-        run, cfg = _resume_config(args, SearchConfig, overrides, RESUME_LOCKED)
-    else:
-        run, cfg = None, load_config(SearchConfig, args.config, overrides)
-    dist, device = distributed.setup(cfg.device)  # one process unless started by torchrun
-    hooks = _search_hooks()
-    if run is not None:
-        state = run.load_checkpoint()
-        search = Search(cfg, dist=dist, device=device, hooks=hooks)
-        search.load_state_dict(state)
-        if run.genotype_path.is_file() and search._converged():
-            raise DartsNASError(f"{run.path} stopped early after epoch {search.epoch} (--early-stop-distance); "
-                                "its genotype is final")
-        if run.genotype_path.is_file() and search.epoch >= cfg.epochs:
-            raise DartsNASError(f"{run.path} already finished {search.epoch} epochs; pass --epochs N > "
-                                f"{search.epoch} to extend it")
-        _on_main(dist, lambda: run.write_config(_saved_config(cfg, search), header=_config_header()))
-        handler = _log_to_file(run.log_path) if dist.is_main else None
-        logger.info("resuming %s after epoch %d of %d", run.path, search.epoch, cfg.epochs)
-    else:
-        path = _new_run_path(dist, cfg, "search")
-        search = Search(cfg, dist=dist, device=device, hooks=hooks)  # data and network first: bad input fails before writing
-        run = RunDir(path)
-        cfg.out = str(run.path)
-        _on_main(dist, lambda: RunDir.create(path).write_config(_saved_config(cfg, search), header=_config_header()))
-        handler = _log_to_file(run.log_path) if dist.is_main else None
-        logger.info("search run directory: %s", run.path)
-        logger.info("%s: %d weights, %d alphas, %d+%d images for weights/alphas%s, %s",
-                    cfg.dataset, search.network.num_weights(), search.network.num_alphas(),
-                    len(search.train_loader.dataset), len(search.val_loader.dataset),
-                    " per process" if dist.enabled else "", _describe_world(dist, search.device))
     try:
-        result = search.run(run)
+        result = run_search(args.config, overrides=_overrides(args, SearchConfig), resume=args.resume)
     except StopRequested as stop:
-        return _stopped(stop, "search", run.path) if dist.is_main else 1
-    finally:
-        _close_hooks(hooks)
-        _close_log(handler)
-    if dist.is_main:
-        print(f"run directory: {run.path}")
-        print(f"genotype: {run.genotype_path}")
+        return _stopped(stop, "search")
+    if _main_process():
+        print(f"run directory: {result.run_dir.path}")
+        print(f"genotype: {result.run_dir.genotype_path}")
         print(result.genotype)
     return 0
 
 
-def _search_hooks() -> list:
-    """What the CLI adds to a search: the cell diagrams of every epoch (pictures/cells), then TensorBoard events
-    (tensorboard/, with those diagrams as images)."""
-    from .viz.run_plots import DrawCells
-    from .viz.tensorboard import TensorBoardLog
-
-    return [DrawCells(), TensorBoardLog()]
-
-
-def _train_hooks() -> list:
-    """What the CLI adds to a training run: TensorBoard events (tensorboard/)."""
-    from .viz.tensorboard import TensorBoardLog
-
-    return [TensorBoardLog()]
-
-
-def _close_hooks(hooks) -> None:
-    for hook in hooks:
-        close = getattr(hook, "close", None)
-        if close is not None:
-            close()
-
-
-def _close_log(handler) -> None:
-    if handler is not None:
-        logging.getLogger("dartsnas").removeHandler(handler)
-        handler.close()
-
-
-def _saved_config(cfg: SearchConfig, search) -> dict[str, Any]:
-    """The config as the search resolved it: a repeat builds the same supernet even if a space file changes,
-    and training finds the space file's op modules."""
-    from .space import is_space_file
-
-    values = _saved(cfg)  # no `out`: the run is the folder holding this file; repeating the run makes a new one
-    space = search.space
-    values.update(primitives=list(space.primitives), nodes=space.nodes, multiplier=space.multiplier,
-                  derive_rule=search.rule, threshold=search.threshold)
-    if space.ops_modules:
-        values["ops_module"] = list(dict.fromkeys((values.get("ops_module") or []) + list(space.ops_modules)))
-    if is_space_file(cfg.space) and Path(cfg.space).is_file():
-        values["space"] = str(Path(cfg.space).resolve())
-    return values
-
-
-def _config_header(kind: str = "search") -> str:
-    return (f"dartsnas {_version()} {kind} config; repeat with: dartsnas {kind} --config THIS_FILE\n"
-            "(the run directory is not stored: a repeat writes a new one)")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    return _in_process_group(_train, args)
+    from .runner import run_training
 
-
-def _train(args: argparse.Namespace) -> int:
-    from .engine import distributed
-    from .engine.train import RESUME_LOCKED, Trainer
-    from .genotype import Genotype, save_genotype
-    from .runs import RunDir
-
-    overrides = _overrides(args, TrainConfig)
-    if args.resume:
-        run, cfg = _resume_config(args, TrainConfig, overrides, RESUME_LOCKED)
-    else:
-        run, cfg = None, load_config(TrainConfig, args.config, overrides)
-    dist, device = distributed.setup(cfg.device)  # one process unless started by torchrun
-    hooks = _train_hooks()
-    if run is not None:
-        state = run.load_checkpoint()
-        trainer = Trainer(cfg, Genotype.from_dict(state["net_args"]["genotype"]), dist=dist, device=device,
-                          hooks=hooks)
-        trainer.load_state_dict(state)
-        if run.final_path.is_file() and trainer.epoch >= cfg.epochs:  # else: write what is missing
-            raise DartsNASError(f"{run.path} already finished {trainer.epoch} epochs; pass --epochs N > "
-                                f"{trainer.epoch} to extend it")
-        _on_main(dist, lambda: run.write_config(_saved(cfg), header=_config_header("train")))
-        handler = _log_to_file(run.log_path) if dist.is_main else None
-        logger.info("resuming %s after epoch %d of %d", run.path, trainer.epoch, cfg.epochs)
-    else:
-        genotype = resolve_train_genotype(cfg)
-        path = _new_run_path(dist, cfg, "train")
-        trainer = Trainer(cfg, genotype, dist=dist, device=device, hooks=hooks)
-        run = RunDir(path)
-        cfg.out = str(run.path)
-
-        def create():
-            RunDir.create(path).write_config(_saved(cfg), header=_config_header("train"))
-            save_genotype(genotype, run.genotype_path)
-
-        _on_main(dist, create)
-        handler = _log_to_file(run.log_path) if dist.is_main else None
-        logger.info("training run directory: %s", run.path)
-        logger.info("%s: %s parameters (%s with the auxiliary head), %s multiply-adds per image, %d train / %d "
-                    "test images%s, %s", cfg.dataset, f"{trainer.params:,}", f"{trainer.params_with_aux:,}",
-                    f"{trainer.macs:,}", len(trainer.train_loader.dataset), len(trainer.test_loader.dataset),
-                    " per process" if dist.enabled else "", _describe_world(dist, trainer.device))
     try:
-        result = trainer.run(run)
+        result = run_training(args.config, overrides=_overrides(args, TrainConfig), resume=args.resume)
     except StopRequested as stop:
-        return _stopped(stop, "train", run.path) if dist.is_main else 1
-    finally:
-        _close_hooks(hooks)
-        _close_log(handler)
-    if dist.is_main:
-        print(f"run directory: {run.path}")
+        return _stopped(stop, "train")
+    if _main_process():
+        print(f"run directory: {result.run_dir.path}")
         print(f"test accuracy after {result.final['epochs']} epochs: {result.final['test_acc']:.2f}% "
               f"(top-5 {result.final['test_top5']:.2f}%)")
     return 0
-
-
-def resolve_train_genotype(cfg: TrainConfig):
-    """The genotype named by --genotype, or the one a search run saved (--from-run, --epoch)."""
-    from .genotype import load_genotype
-    from .runs import RunDir, derive_from_course_history, is_course_history
-
-    from .config import read_yaml
-    from .plugins import load_ops_modules
-
-    if cfg.genotype is not None:
-        load_ops_modules(cfg.ops_module)
-        return load_genotype(cfg.genotype)
-    if is_course_history(cfg.from_run):  # the course project's alpha_*_history.npy files
-        return derive_from_course_history(cfg.from_run, cfg.epoch)[0]
-    run = RunDir.open(cfg.from_run)
-    searched = read_yaml(run.config_path)
-    if cfg.ops_module is None:  # the search's own op modules (its flag, or its space file's)
-        cfg.ops_module = searched.get("ops_module")
-    if cfg.approx_table is None:  # and its multiplier table
-        cfg.approx_table = searched.get("approx_table")
-    load_ops_modules(cfg.ops_module)
-    if cfg.epoch is None and not run.genotype_path.exists():
-        done = run.saved_epochs()
-        if not done:
-            raise DartsNASError(f"{run.path} has no genotype yet (no genotype.json, no genotypes/epoch_*.json)")
-        return load_genotype(run.epoch_genotype_path(done[-1]))
-    return run.epoch_genotype(cfg.epoch)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -612,30 +379,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _refuse_non_empty(path: Path) -> None:
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise DartsNASError(f"run directory {path} exists and is not empty; pick another --out "
-                            "(or continue it with --resume)")
-
-
-def _saved(cfg) -> dict[str, Any]:
-    values = cfg.to_dict()
-    values.pop("out", None)
-    return values
-
-
-def _absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
-    """Op module files and the multiplier table as absolute paths, so that a run's config and checkpoint work
-    from any folder (on resume, the same relative flag then compares equal)."""
-    out = dict(values)
-    if out.get("ops_module"):
-        out["ops_module"] = [str(Path(m).resolve()) if m.endswith(".py") and Path(m).is_file() else m
-                             for m in out["ops_module"]]
-    if out.get("approx_table") and Path(out["approx_table"]).is_file():
-        out["approx_table"] = str(Path(out["approx_table"]).resolve())
-    return out
-
-
 def cmd_genotype(args: argparse.Namespace) -> int:
     import json
 
@@ -653,46 +396,14 @@ def cmd_genotype(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The whole story on the built-in digits: search, train the found cell, evaluate it."""
-    from .runs import default_run_path
+    """The whole story on the built-in digits: search, train the found cell, evaluate it, draw and report."""
+    from .demo import run_demo
+    from .engine.evaluate import format_report
 
-    base = Path(args.out) if args.out else default_run_path("demo", "digits")
-    _refuse_non_empty(base)
-    quiet = ["--quiet"] if args.quiet else []
-    search_argv = ["search", "--out", str(base / "search"), "--epochs", str(args.epochs)] + quiet
-    for key, value in DEMO_SEARCH.items():
-        if key != "epochs":
-            search_argv += [_flag(key), str(value)]
-    logger.info("demo 1/3: a %d-epoch DARTS search on scikit-learn's 8x8 digits (no download)", args.epochs)
-    code = main(search_argv, _configured=True)
-    if code:
-        return code
-    train_argv = ["train", "--from-run", str(base / "search"), "--out", str(base / "train"),
-                  "--epochs", str(args.train_epochs)] + quiet
-    for key, value in DEMO_TRAIN.items():
-        train_argv += [_flag(key), str(value)]
-    logger.info("demo 2/3: training the found cell for %d epochs", args.train_epochs)
-    code = main(train_argv, _configured=True)
-    if code:
-        return code
-    logger.info("demo 3/3: evaluating the trained network on the 300 test digits")
-    code = main(["evaluate", str(base / "train"), "--workers", "0"] + quiet, _configured=True)
-    if code:
-        return code
-    logger.info("pictures: the search as a GIF, curves, alpha heat maps (dartsnas plot)")
-    from .viz.cells import dot_available
-
-    only = "diagrams,gif,curves,heatmaps,totals" if dot_available() else "curves,heatmaps,totals"
-    for run in ("search", "train"):
-        code = main(["plot", str(base / run), "--only", only] + quiet, _configured=True)
-        if code:
-            return code
-    logger.info("report pages: one per run, and the two side by side (dartsnas report)")
-    for args_ in ([str(base / "search")], [str(base / "train")],
-                  [str(base / "search"), str(base / "train"), "--out", str(base / "report.html")]):
-        code = main(["report", *args_] + quiet, _configured=True)
-        if code:
-            return code
+    done = run_demo(args.out, epochs=args.epochs, train_epochs=args.train_epochs)
+    print(f"genotype: {done['genotype']}")
+    print(format_report(done["evaluation"]))
+    base = done["base"]
     print(f"demo runs: {base}/search, {base}/train (evaluation in {base}/train/evaluation.json, pictures in "
           f"each run's pictures/, TensorBoard events in each run's tensorboard/, report pages in each run's "
           f"report.html and {base}/report.html)")
@@ -796,7 +507,7 @@ def main(argv: Sequence[str] | None = None, *, _configured: bool = False) -> int
             load_ops_modules(args.ops_module)
         return COMMANDS[args.command](args)
     except DartsNASError as e:
-        rank = os.environ.get("RANK", "0") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "0"
+        rank = _rank()
         print(f"dartsnas: error: {'' if rank == '0' else f'[rank {rank}] '}{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -48,7 +48,7 @@ class EvalCell(nn.Module):
     """
 
     def __init__(self, design: CellDesign, C_prev_prev: int, C_prev: int, C: int, reduction: bool,
-                 reduction_prev: bool):
+                 reduction_prev: bool, op_options: Mapping[str, Any] | None = None):
         super().__init__()
         self.reduction = reduction
         if reduction_prev:
@@ -65,7 +65,7 @@ class EvalCell(nn.Module):
             for name, src in design.live_pairs(i):
                 stride = 2 if reduction and src < 2 else 1
                 pairs.append((len(self.ops), src))
-                self.ops.append(build_op(name, C, stride, True))
+                self.ops.append(build_op(name, C, stride, True, op_options))
             self.wiring.append(pairs)
         self.concat = tuple(design.concat)
         self.multiplier = len(self.concat)
@@ -205,7 +205,7 @@ class EvalNetwork(nn.Module):
 
     def __init__(self, genotype: Genotype | str | Mapping[str, Any], C: int, num_classes: int, layers: int,
                  auxiliary: bool = False, *, stem: str = "cifar", in_channels: int = 3, drop_path_prob: float = 0.0,
-                 stem_multiplier: int = 3):
+                 stem_multiplier: int = 3, op_options: Mapping[str, Any] | None = None):
         super().__init__()
         if isinstance(genotype, Mapping):
             genotype = Genotype.from_dict(dict(genotype))
@@ -276,7 +276,7 @@ class EvalNetwork(nn.Module):
             reduction = i in reductions
             if reduction:
                 C_curr *= 2
-            cell = EvalCell(design, C_prev_prev, C_prev, C_curr, reduction, reduction_prev)
+            cell = EvalCell(design, C_prev_prev, C_prev, C_curr, reduction, reduction_prev, op_options)
             self.cells.append(cell)
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, cell.multiplier * C_curr
@@ -322,8 +322,9 @@ class EvalNetwork(nn.Module):
         }
 
     @classmethod
-    def from_args(cls, args: Mapping[str, Any]) -> EvalNetwork:
-        """Rebuild the network that :meth:`net_args` describes (weights not included)."""
+    def from_args(cls, args: Mapping[str, Any], op_options: Mapping[str, Any] | None = None) -> EvalNetwork:
+        """Rebuild the network that :meth:`net_args` describes (weights not included), its ops built with
+        ``op_options`` (which are not plain types, so not part of the arguments)."""
         if not isinstance(args, Mapping):
             raise ConfigError(f"network arguments must be a dict, got {type(args).__name__}")
         required = ("genotype", "C", "num_classes", "layers")
@@ -336,7 +337,7 @@ class EvalNetwork(nn.Module):
             raise ConfigError(f"unknown network arguments {extra}; known: {sorted(known)}")
         kwargs = copy.deepcopy(dict(args))
         positional = [kwargs.pop(k) for k in required]
-        return cls(*positional, **kwargs)
+        return cls(*positional, **kwargs, op_options=op_options)
 
     def extra_repr(self) -> str:
         return (f"C={self.C}, num_classes={self.num_classes}, layers={self.layers}, auxiliary={self.auxiliary}, "

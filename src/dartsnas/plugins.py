@@ -3,9 +3,13 @@
 Importing such a module runs its ``@register_op("name")`` decorators, which is all it takes to make new
 candidate ops available to search, train, evaluate, plot and report. A module is imported once per process
 (a file by its resolved path), so naming it again is harmless.
+
+A file's folder (for a dotted name, the working directory) is on ``sys.path`` only while the module is
+imported, so it can import its neighbours at the top; ``sys.path`` is left as it was.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -42,10 +46,9 @@ def load_ops_module(spec: str) -> ModuleType:
             raise ConfigError(f"ops module {spec} is not a Python file")
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
-        if str(path.parent) not in sys.path:  # so that the file can import its neighbours
-            sys.path.append(str(path.parent))
         try:
-            module_spec.loader.exec_module(module)
+            with _on_path(str(path.parent)):  # so that the file can import its neighbours
+                module_spec.loader.exec_module(module)
         except DartsNASError as e:
             sys.modules.pop(name, None)
             raise ConfigError(f"ops module {spec}: {e}") from None
@@ -57,10 +60,9 @@ def load_ops_module(spec: str) -> ModuleType:
     key = f"module:{spec}"
     if key in _loaded:
         return _loaded[key]
-    if "" not in sys.path and os.getcwd() not in sys.path:  # the `dartsnas` script does not put . on the path
-        sys.path.append(os.getcwd())
     try:
-        module = importlib.import_module(spec)
+        with _on_path(os.getcwd()):  # the `dartsnas` script does not put . on the path
+            module = importlib.import_module(spec)
     except ModuleNotFoundError as e:
         raise ConfigError(f"cannot import ops module {spec!r} ({e}); give a module on the Python path or a .py "
                           "file path") from None
@@ -70,6 +72,19 @@ def load_ops_module(spec: str) -> ModuleType:
         raise ConfigError(f"ops module {spec} failed to import: {type(e).__name__}: {e}") from None
     _loaded[key] = module
     return module
+
+
+@contextlib.contextmanager
+def _on_path(folder: str):
+    """``folder`` at the end of ``sys.path`` inside the block (unless already there), removed after."""
+    added = folder not in sys.path and not (folder == os.getcwd() and "" in sys.path)
+    if added:
+        sys.path.append(folder)
+    try:
+        yield
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
 
 
 def load_ops_modules(specs: Iterable[str] | str | None) -> list[ModuleType]:

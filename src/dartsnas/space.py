@@ -30,6 +30,8 @@ class SearchSpace:
     pretrain_epochs: int | None = None
     # the op modules a space file imports (files as absolute paths): a run's config records them
     ops_modules: tuple[str, ...] = field(default=(), compare=False)
+    # keyword options for the op builders that take them (build_op), e.g. the approx_* ops' multiplier table
+    op_options: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         prims = tuple(self.primitives)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -136,7 +136,8 @@ class MixedOp(nn.Module):
     convolutions) share one ``relu(x)``: the same maths with less work and memory.
     """
 
-    def __init__(self, primitives: Sequence[str], C: int, stride: int, partial: int = 1):
+    def __init__(self, primitives: Sequence[str], C: int, stride: int, partial: int = 1,
+                 options: Mapping[str, Any] | None = None):
         super().__init__()
         if partial < 1 or C % partial:
             raise ConfigError(f"partial channels K={partial} must divide the edge's {C} channels")
@@ -148,7 +149,7 @@ class MixedOp(nn.Module):
         for k, name in enumerate(primitives):
             if name == "none":
                 continue
-            op = build_op(name, C, stride, False)
+            op = build_op(name, C, stride, False, options)
             if "pool" in name:  # pooling has no BN of its own; the search network adds a non-affine one
                 op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
             self.indices.append(k)
@@ -209,7 +210,7 @@ class SearchCell(nn.Module):
         for i in range(self.nodes):
             for j in range(2 + i):
                 stride = 2 if reduction and j < 2 else 1
-                self.edges.append(MixedOp(space.primitives, C, stride, partial))
+                self.edges.append(MixedOp(space.primitives, C, stride, partial, space.op_options))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
                 edge_weights: torch.Tensor | None = None) -> torch.Tensor:

@@ -9,6 +9,7 @@ import torch
 from dartsnas.config import SearchConfig
 from dartsnas.engine import distributed
 from dartsnas.engine.search import Search
+from dartsnas.process import setup_process
 from dartsnas.runs import RunDir
 
 
@@ -25,6 +26,7 @@ def main() -> None:
     dist, device = distributed.setup("cpu")
     cfg = SearchConfig(dataset="digits", layers=3, init_channels=4, nodes=2, multiplier=2, batch_size=32,
                        workers=0, epochs=1, seed=5, order=order, hessian=hessian, checkpoint_every=0)
+    setup_process(cfg.seed, rank=dist.rank)
     search = Search(cfg, dist=dist, device=device, show_progress=False)
     digests = [digest(search.network)]
     weight_step = search.weight_step

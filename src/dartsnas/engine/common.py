@@ -1,4 +1,4 @@
-"""Pieces shared by the loops: devices, seeding, RNG state capture, progress, running averages."""
+"""Pieces shared by the loops: devices, RNG state capture, progress, running averages, resource guards."""
 from __future__ import annotations
 
 import contextlib
@@ -29,42 +29,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device 'mps' asked for but it is not available here; use --device cpu or auto")
     return device
-
-
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-_MALLOC_TUNED = False
-
-
-def tune_malloc() -> bool:
-    """Keep freed memory for reuse in glibc's allocator (Linux only; once per process).
-
-    A CPU step allocates and frees thousands of activation buffers of a few MiB. By default glibc serves each
-    from a fresh ``mmap`` (or gives trimmed heap back to the system), so every buffer is page-faulted and zeroed
-    by the kernel again: measured 7% of a search step on 2 cores. Buffers up to 32 MiB now come from the heap
-    and freed heap is not returned to the system until exit. Peak RSS measured the same or lower on the benchmark
-    (the same buffers are live at the peak), though fragmentation could add some on other workloads.
-    Returns whether the allocator was tuned; ``DARTSNAS_NO_MALLOC_TUNING=1`` turns it off."""
-    global _MALLOC_TUNED
-    import os
-
-    if _MALLOC_TUNED or os.environ.get("DARTSNAS_NO_MALLOC_TUNING") or not sys.platform.startswith("linux"):
-        return _MALLOC_TUNED
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1
-        ok = libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 31 - 1) == 1 and ok
-    except (OSError, AttributeError):  # not glibc (musl, ...): nothing to tune
-        return False
-    _MALLOC_TUNED = ok
-    return ok
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def rng_state() -> dict[str, Any]:
@@ -209,12 +173,12 @@ class DiskFull(DartsNASError):
     pass
 
 
-def step_flags(dist: Any, stop: GracefulStop, *losses: float | None, device: Any = "cpu") -> tuple[str | None,
-                                                                                                     str | None]:
-    """After a step: the signal to stop on (if any rank got one) and which loss is non-finite (if any rank
-    saw one). One small all-reduce under torchrun, so that every rank takes the same decision."""
-    names = ("architecture (validation) loss", "training loss") if len(losses) == 2 else ("training loss",)
-    bad = next((n for n, v in zip(names, losses) if v is not None and not math.isfinite(v)), None)
+def step_flags(dist: Any, stop: GracefulStop, checks: dict[str, float | None],
+               device: Any = "cpu") -> tuple[str | None, str | None]:
+    """After a step: the signal to stop on (if any rank got one) and which of ``checks`` (loss name -> value) is
+    non-finite (if any rank saw one). One small all-reduce under torchrun, so that every rank takes the same
+    decision."""
+    bad = next((name for name, v in checks.items() if v is not None and not math.isfinite(v)), None)
     if dist.enabled:
         flags = dist.any([stop.requested is not None, bad is not None], device=device)
         signame = (stop.requested or "SIGTERM") if flags[0] else None
@@ -251,18 +215,6 @@ def guard_resources(batch_size: int, device: Any, kind: str, run_path: Any, last
         raise DiskFull(f"no space left on the device while writing {e.filename or 'a run file'}: the {kind} "
                        f"stopped and {kept}; free space, then continue with: dartsnas {kind} --resume "
                        f"{run_path}") from None
-
-
-def configure_determinism(on: bool) -> None:
-    """``--deterministic``: deterministic algorithms where torch has them (errors where it has none), no cuDNN
-    autotuning, and cuBLAS's fixed workspace. Off: cuDNN may pick the fastest (non-deterministic) kernels."""
-    import os
-
-    if on:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(on, warn_only=False)
-    torch.backends.cudnn.deterministic = on
-    torch.backends.cudnn.benchmark = not on
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

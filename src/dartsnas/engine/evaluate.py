@@ -44,12 +44,12 @@ def load_network(source: str | Path, map_location: Any = "cpu") -> tuple[EvalNet
         raise CheckpointError(f"{ckpt} is not a dartsnas training checkpoint")
     from ..plugins import load_ops_modules
 
-    from ..ops.approx import use_table
+    from ..ops.approx import table_options
 
     cfg = state.get("config") or {}
     load_ops_modules(cfg.get("ops_module"))  # a genotype of user ops needs them first
-    with use_table(cfg.get("approx_table")):  # and approx_* ops the multiplier table they trained with
-        network = EvalNetwork.from_args(state["net_args"])
+    # and approx_* ops the multiplier table they trained with
+    network = EvalNetwork.from_args(state["net_args"], table_options(cfg.get("approx_table")))
     try:
         network.load_state_dict(state["model"])
     except RuntimeError:

@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,17 +26,15 @@ from ..errors import CheckpointError, ConfigError, GenotypeError
 from ..genotype import DEFAULT_THRESHOLD, Genotype, save_genotype
 from ..runs import RunDir
 from ..ops import native
-from ..ops.approx import use_table
+from ..ops.approx import table_options
 from ..space import SearchSpace, is_space_file, resolve_space
 from ..supernet import SearchNetwork
-from .distributed import SINGLE, Dist, ReadOnlyRun, local_state, per_rank_state
-from .common import (Average, GracefulStop, NonFiniteLoss, StopRequested, autocast, configure_determinism,
-                     guard_resources, is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state,
-                     skip_and_restore, step_flags, tune_malloc)
+from .common import Average, autocast, resolve_device, rng_state, set_rng_state
+from .distributed import Dist, local_state, per_rank_state
+from .hooks import EpochEnd, Hook
+from .loop import EpochLoop, StepOutput
 
 logger = logging.getLogger(__name__)
-
-EpochHook = Callable[[dict[str, Any]], None]
 
 # Keys whose change would make a resumed run a different experiment.
 RESUME_LOCKED = ("dataset", "layers", "init_channels", "nodes", "multiplier", "stem_multiplier", "space",
@@ -104,7 +102,8 @@ def build_space(cfg: SearchConfig) -> SearchSpace:
     return SearchSpace(primitives=primitives, nodes=nodes, multiplier=multiplier,
                        baseline=base.baseline if base.baseline is not None and nodes == base.nodes else None,
                        rule=base.rule, threshold=base.threshold, layout=base.layout, gates=base.gates,
-                       pretrain_epochs=base.pretrain_epochs, ops_modules=base.ops_modules)
+                       pretrain_epochs=base.pretrain_epochs, ops_modules=base.ops_modules,
+                       op_options=table_options(cfg.approx_table))
 
 
 def apply_space_defaults(cfg: SearchConfig, space: SearchSpace) -> None:
@@ -147,31 +146,54 @@ class SearchResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-class Search:
+class SearchArtifacts(Hook):
+    """The search's files: the alpha history from the start, then after each epoch its genotype and the history;
+    at the end the final genotype (and a per-cell search's threshold-sparse and threshold-edge cells)."""
+
+    def before_run(self, loop: Search) -> None:
+        if loop.epoch == 0 and loop._resume is None:
+            loop.run_dir.write_alpha_history(loop.history, loop.space.primitives, gate=loop.cfg.gates)
+
+    def after_epoch(self, loop: Search, end: EpochEnd) -> None:
+        loop.run_dir.write_epoch_genotype(end.epoch, loop.genotype)
+        loop.run_dir.write_alpha_history(loop.history, loop.space.primitives, gate=loop.cfg.gates)
+
+    def after_run(self, loop: Search) -> None:
+        run, network = loop.run_dir, loop.network
+        run.write_final_genotype(loop.genotype)
+        if network.alpha_mode == "per-cell":  # D-DARTS writes the sparse and the edge cells at the end
+            threshold = network.threshold if network.rule != "top-k" else DEFAULT_THRESHOLD
+            for rule in ("threshold-sparse", "threshold-edge"):
+                try:
+                    save_genotype(network.genotype(rule, threshold), run.rule_genotype_path(rule))
+                except GenotypeError as e:  # no gate reaches the threshold: the run's own genotype stands
+                    logger.warning("no %s genotype at threshold %g: %s", rule, threshold, e)
+
+
+class Search(EpochLoop):
     """Builds data, supernet and optimizers from a config (so that bad input fails before anything is
-    written), then ``run(run_dir)`` searches and writes the artifacts."""
+    written), then ``run(run_dir)`` searches and writes the artifacts. Building it changes nothing outside it:
+    the supernet's initial weights come from ``cfg.seed`` on a forked generator; ``dartsnas.setup_process``
+    seeds the process's generators for the run itself."""
+
+    kind, noun = "search", "search"
+    remedies = "a lower --lr or --arch-lr, or a gradient clip (--grad-clip 5)"
 
     def __init__(self, cfg: SearchConfig, *, show_progress: bool | None = None,
-                 hooks: Sequence[EpochHook] = (), dist: Dist | None = None, device: str | None = None):
+                 hooks: Sequence[Hook] = (), dist: Dist | None = None, device: str | None = None):
         cfg.validate()
         self.cfg = cfg
-        self.dist = dist or SINGLE
-        self.show_progress = (is_terminal() if show_progress is None else show_progress) and self.dist.is_main
-        self.hooks = list(hooks)
+        self._init_loop(dist=dist, hooks=hooks, show_progress=show_progress)
         self.space = build_space(cfg)
         apply_space_defaults(cfg, self.space)
         self.rule, self.threshold = derivation(cfg, self.space)
         self.device = resolve_device(device or cfg.device)
-        configure_determinism(cfg.deterministic)
-        if self.device.type == "cpu":
-            tune_malloc()
-            native.available()  # the C kernels built here, on first use, rather than inside the first step
-        seed_everything(cfg.seed)
         self.train_loader, self.val_loader, self.info = build_search_loaders(
             cfg.dataset, cfg.data, batch_size=cfg.batch_size, train_portion=cfg.train_portion, seed=cfg.seed,
             workers=cfg.workers, download=cfg.download, rank=self.dist.rank, world_size=self.dist.world_size,
             pin_memory=self.device.type == "cuda")
-        with use_table(cfg.approx_table):  # the approx_* ops take their multiplier table when built
+        with torch.random.fork_rng(devices=[]):  # the same initial weights on every process, from cfg.seed
+            torch.manual_seed(cfg.seed)
             self.network = SearchNetwork(self.space, cfg.init_channels, self.info.num_classes, cfg.layers,
                                          in_channels=self.info.channels,
                                          stem_multiplier=cfg.stem_multiplier, recompute=cfg.recompute,
@@ -185,9 +207,8 @@ class Search:
         # fp16 (D-DARTS' --amp): the weight step's loss is scaled so that its fp16 gradients do not underflow
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
         self._check_builds()
-        if self.dist.enabled:  # the same start everywhere, then each rank its own random stream (augmentation)
+        if self.dist.enabled:  # the same start everywhere
             self.dist.broadcast_params_(self.network)
-            seed_everything(cfg.seed + 7919 * self.dist.rank)
         self.weight_optimizer = torch.optim.SGD(self.network.weights(), cfg.lr, momentum=cfg.momentum,
                                                 weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.weight_optimizer, float(cfg.epochs),
@@ -198,18 +219,12 @@ class Search:
                                    cfg.zero_one_weight > 0 else None,
                                    grad_reducer=self.dist.mean if self.dist.enabled else None,
                                    graph_reducer=self.dist.mean_differentiable if self.dist.enabled else None)
-        self.epoch = 0  # epochs completed
-        self._resume: dict[str, Any] | None = None  # a mid-epoch position to continue from
-        self._stop = GracefulStop()
-        self._run: RunDir | None = None
-        self._last_saved: tuple[int, int] | None = None  # (epochs done, step) of the newest checkpoint
-        self.metrics: list[dict[str, Any]] = []
         self.history: dict[str, list[np.ndarray]] = {n: [a.numpy()] for n, a in self.network.arch_state().items()}
+        self.genotype: Genotype | None = None  # after each epoch, the genotype of the alphas
+        self._arch_losses: list[float] = []
 
     def _check_builds(self) -> None:
         """One forward pass on a tiny input: a layers/channels/image-size mix that cannot run fails here."""
-        from ..errors import ConfigError
-
         size = self.info.image_size
         x = torch.zeros(2, self.info.channels, size, size, device=self.device).contiguous(
             memory_format=self.memory_format)
@@ -240,7 +255,7 @@ class Search:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
-            "loader_rng": {"train": _gen_state(self.train_loader), "val": _gen_state(self.val_loader)},
+            "loader_rng": self.loader_states(),
             "alpha_history": {n: torch.from_numpy(np.stack(rows)) for n, rows in self.history.items()},
             "metrics": [dict(r) for r in self.metrics],
         })
@@ -259,91 +274,116 @@ class Search:
             if state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
             set_rng_state(state["rng"])
-            _set_gen_state(self.train_loader, state["loader_rng"]["train"])
-            _set_gen_state(self.val_loader, state["loader_rng"]["val"])
+            self.set_loader_states(state["loader_rng"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"the checkpoint does not match this search ({type(e).__name__}: "
                                   f"{str(e).splitlines()[0] if str(e) else ''})") from None
-        self.epoch = int(state["epoch"])
-        self._resume = state.get("partial")
-        self._last_saved = (self.epoch, int(state.get("step", 0)))
-        if self._resume is not None:
-            self._resume = {**self._resume, "rng": state["rng"]}
+        self.restore_position(state)
         self.history = {n: [row.numpy() for row in t] for n, t in state["alpha_history"].items()}
-        self.metrics = [dict(r) for r in state["metrics"]]
+        if self.epoch:
+            self.genotype = self.network.genotype()
         # The cosine schedule of the new length at the current epoch.
         for group in self.weight_optimizer.param_groups:
             group["lr"] = _cosine(self.cfg.lr, self.cfg.lr_min, self.epoch, self.cfg.epochs)
         self.scheduler._last_lr = [g["lr"] for g in self.weight_optimizer.param_groups]
 
-    # -- the loop --------------------------------------------------------------------------------------------
-    def run(self, run: RunDir) -> SearchResult:
-        """Search until ``cfg.epochs``; Ctrl-C or SIGTERM saves a checkpoint and raises StopRequested; a
-        non-finite loss, running out of memory or disk space raise a DartsNASError naming the remedy."""
-        with self._stop, guard_resources(self.cfg.batch_size, self.device, "search", run.path,
-                                         lambda: self._last_saved):
-            return self._run_epochs(run)
+    # -- the loop's parts ------------------------------------------------------------------------------------
+    def default_hooks(self) -> list[Hook]:
+        return [SearchArtifacts()]
 
-    def _run_epochs(self, run: RunDir) -> SearchResult:
+    def loader_states(self) -> dict[str, Any]:
+        return {"train": _gen_state(self.train_loader), "val": _gen_state(self.val_loader)}
+
+    def set_loader_states(self, state: dict[str, Any]) -> None:
+        _set_gen_state(self.train_loader, state["train"])
+        _set_gen_state(self.val_loader, state["val"])
+
+    def steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+    def current_lr(self) -> float:
+        return self.weight_optimizer.param_groups[0]["lr"]
+
+    def batches(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        """(x, y) of the weight half with (x, y) of the alpha half; the alpha half, which can be shorter, starts
+        over when it runs out."""
+        val = iter(self.val_loader)
+        for x, y in self.train_loader:
+            try:
+                xv, yv = next(val)
+            except StopIteration:
+                val = iter(self.val_loader)
+                xv, yv = next(val)
+            yield x, y, xv, yv
+
+    def begin_epoch(self, epoch: int, resume: dict[str, Any] | None) -> None:
+        self.network.train()
+        self._arch_losses = list(resume["arch_losses"]) if resume else []
+
+    def epoch_state(self) -> dict[str, Any]:
+        return {"arch_losses": list(self._arch_losses)}
+
+    def run_step(self, batch, epoch: int) -> StepOutput:
         cfg = self.cfg
-        if not self.dist.is_main:
-            run = ReadOnlyRun(run)
-        self._run = run
+        x, y, xv, yv = batch
+        x, xv = (t.to(self.device, non_blocking=True, memory_format=self.memory_format) for t in (x, xv))
+        y, yv = y.to(self.device, non_blocking=True), yv.to(self.device, non_blocking=True)
+        # alpha step (the paper's Eq. 6-8), then the weight step on the training batch; bf16 autocast leaves the
+        # second-order step in float32 (its finite difference is below bf16's resolution), fp16 every alpha step
+        # (unscaled, its small gradients would underflow)
+        arch_loss = None
+        if epoch > cfg.pretrain_epochs:  # --pretrain-epochs: the weights alone first
+            with autocast(self.device, self.amp_dtype if cfg.order == 1 and cfg.amp == "bf16" else None):
+                arch_loss = self.architect.step((x, y), (xv, yv), self.weight_optimizer)["arch_loss"]
+            self._arch_losses.append(arch_loss)
+        loss, logits = self.weight_step(x, y)
+        last_arch = self._arch_losses[-1] if self._arch_losses else 0.0
+        return StepOutput(loss, logits, y, {"architecture (validation) loss": last_arch,
+                                            "training loss": float(loss)})
+
+    def epoch_summary(self, total: Average) -> dict[str, Any]:
+        summary = {"loss": total.mean_loss, "acc": total.accuracy, "arch_loss": None}
+        if self._arch_losses:  # none in a warm-up epoch
+            arch_loss = self.dist.sum([float(np.mean(self._arch_losses))])[0]
+            summary["arch_loss"] = arch_loss / self.dist.world_size
+        return summary
+
+    def end_epoch(self, epoch: int, train: dict[str, Any], lr: float, start: float) -> dict[str, Any]:
+        val = self.evaluate()
+        for n, a in self.network.arch_state().items():
+            self.history[n].append(a.numpy())
+        self.genotype = self.network.genotype()
+        row = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"],
+               "arch_loss": train["arch_loss"], "val_loss": val["loss"], "val_acc": val["acc"],
+               "lr": lr, "arch_lr": self.cfg.arch_lr, "seconds": time.perf_counter() - start,
+               "genotype_distance": self._distance_to_previous(epoch, self.genotype)}
+        if self.space.layout is not None and self.cfg.arch_metric:
+            row["arch_metric"] = self._arch_metric()
+        return row
+
+    def describe(self, row: dict[str, Any]) -> str:
+        return (f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}%  val loss {row['val_loss']:.4f} "
+                f"acc {row['val_acc']:.2f}%  lr {row['lr']:.5f}  {row['seconds']:.1f}s  genotype {self.genotype}")
+
+    def early_stop(self) -> str | None:
+        if self.converged():
+            return (f"the genotype moved by at most {self.cfg.early_stop_distance:g} for {self.cfg.patience} "
+                    "epochs (--early-stop-distance, --patience)")
+        if self._metric_settled():
+            return (f"D-DARTS' metric to the {self.space.layout.name} baseline moved by at most {METRIC_TOLERANCE:g} "
+                    f"over {METRIC_EPOCHS} epochs (--no-arch-metric to search on)")
+        return None
+
+    def result(self) -> SearchResult:
+        return SearchResult(self.run_dir, self.genotype if self.genotype is not None else self.network.genotype(),
+                            list(self.metrics))
+
+    def _run_epochs(self, run_dir) -> SearchResult:
         if self.device.type == "cpu" and self.dist.is_main:
             logger.info("%s", native.status())  # whether the CPU step has its C kernels (ops/native.py)
-        if self.epoch == 0 and self._resume is None:
-            run.write_alpha_history(self.history, self.space.primitives, gate=cfg.gates)
-        while self.epoch < cfg.epochs and not self._converged():  # a resumed early stop just finishes
-            epoch = self.epoch + 1
-            start = time.perf_counter()
-            lr = self.weight_optimizer.param_groups[0]["lr"]
-            train = self.train_epoch(epoch)
-            val = self.evaluate()
-            self.scheduler.step()
-            self.epoch = epoch
-            for n, a in self.network.arch_state().items():
-                self.history[n].append(a.numpy())
-            genotype = self.network.genotype()
-            row = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"],
-                   "arch_loss": train["arch_loss"], "val_loss": val["loss"], "val_acc": val["acc"],
-                   "lr": lr, "arch_lr": cfg.arch_lr, "seconds": time.perf_counter() - start,
-                   "genotype_distance": self._distance_to_previous(run, epoch, genotype)}
-            if self.space.layout is not None and cfg.arch_metric:
-                row["arch_metric"] = self._arch_metric()
-            self.metrics.append(row)
-            run.write_epoch_genotype(epoch, genotype)
-            run.write_alpha_history(self.history, self.space.primitives, gate=cfg.gates)
-            run.write_metrics(self.metrics)
-            run.save_checkpoint(self.state_dict())
-            self._last_saved = (epoch, 0)
-            logger.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  lr %.5f  %.1fs  "
-                        "genotype %s", epoch, cfg.epochs, row["train_loss"], row["train_acc"], row["val_loss"],
-                        row["val_acc"], lr, row["seconds"], genotype)
-            for hook in self.hooks if self.dist.is_main else ():
-                hook({"epoch": epoch, "row": row, "genotype": genotype, "run": run, "search": self})
-            if self._converged():
-                logger.info("stopping early after epoch %d: the genotype moved by at most %g for %d epochs "
-                            "(--early-stop-distance, --patience)", epoch, cfg.early_stop_distance, cfg.patience)
-                break
-            if self._metric_settled():
-                logger.info("stopping early after epoch %d: D-DARTS' metric to the %s baseline moved by at most "
-                            "%g over %d epochs (--no-arch-metric to search on)", epoch, self.space.layout.name,
-                            METRIC_TOLERANCE, METRIC_EPOCHS)
-                break
-            if self._stop.requested:
-                raise StopRequested(self._stop.requested, epoch, len(self.train_loader))
-        genotype = self.network.genotype()
-        run.write_final_genotype(genotype)
-        if self.network.alpha_mode == "per-cell":  # D-DARTS writes the sparse and the edge cells at the end
-            threshold = self.network.threshold if self.network.rule != "top-k" else DEFAULT_THRESHOLD
-            for rule in ("threshold-sparse", "threshold-edge"):
-                try:
-                    save_genotype(self.network.genotype(rule, threshold), run.rule_genotype_path(rule))
-                except GenotypeError as e:  # no gate reaches the threshold: the run's own genotype stands
-                    logger.warning("no %s genotype at threshold %g: %s", rule, threshold, e)
-        return SearchResult(run, genotype, list(self.metrics))
+        return super()._run_epochs(run_dir)
 
-    def _distance_to_previous(self, run, epoch: int, genotype: Genotype) -> float | None:
+    def _distance_to_previous(self, epoch: int, genotype: Genotype) -> float | None:
         """Architecture distance from the previous epoch's genotype (the initial alphas' before epoch 1)."""
         from ..distance import architecture_distance
 
@@ -381,7 +421,7 @@ class Search:
         last = float(values[-1])
         return all(abs(last - float(v)) <= METRIC_TOLERANCE for v in values[-METRIC_EPOCHS - 1:-1])
 
-    def _converged(self) -> bool:
+    def converged(self) -> bool:
         """--early-stop-distance: the last ``patience`` epochs after the warm-up each moved the genotype by at
         most the tolerance."""
         tol, k = self.cfg.early_stop_distance, self.cfg.patience
@@ -390,71 +430,6 @@ class Search:
         recent = [r for r in self.metrics if int(r["epoch"]) > self.cfg.pretrain_epochs][-k:]
         return len(recent) == k and all(r.get("genotype_distance") not in (None, "") and
                                         float(r["genotype_distance"]) <= tol for r in recent)
-
-    def train_epoch(self, epoch: int) -> dict[str, float]:
-        net, cfg = self.network, self.cfg
-        net.train()
-        resume, self._resume = self._resume, None
-        if resume is not None:  # back to where this epoch's data order began
-            _set_gen_state(self.train_loader, resume["loader_rng"]["train"])
-            _set_gen_state(self.val_loader, resume["loader_rng"]["val"])
-        epoch_rng = {"train": _gen_state(self.train_loader), "val": _gen_state(self.val_loader)}
-        avg = Average().load(resume["avg"]) if resume else Average()
-        arch_losses = list(resume["arch_losses"]) if resume else []
-        steps = len(self.train_loader)
-        first = int(resume["step"]) if resume else 0
-        train_iter = iter(self.train_loader)
-        val_state = {"iter": iter(self.val_loader)}
-
-        def next_pair():
-            try:
-                xv, yv = next(val_state["iter"])
-            except StopIteration:  # the alpha half can be shorter than the weight half
-                val_state["iter"] = iter(self.val_loader)
-                xv, yv = next(val_state["iter"])
-            x, y = next(train_iter)
-            return x, y, xv, yv
-
-        if resume is not None:
-            skip_and_restore(next_pair, first, resume["rng"])
-        bar = progress(range(first + 1, steps + 1), total=steps, desc=f"search epoch {epoch}/{cfg.epochs}",
-                       enabled=self.show_progress, initial=first)
-        for step in bar:
-            x, y, xv, yv = next_pair()
-            x, xv = (t.to(self.device, non_blocking=True, memory_format=self.memory_format) for t in (x, xv))
-            y, yv = y.to(self.device, non_blocking=True), yv.to(self.device, non_blocking=True)
-            # alpha step (the paper's Eq. 6-8), then the weight step on the training batch; bf16 autocast leaves
-            # the second-order step in float32 (its finite difference is below bf16's resolution), fp16 every
-            # alpha step (unscaled, its small gradients would underflow)
-            warm_up = epoch <= cfg.pretrain_epochs  # --pretrain-epochs: the weights alone first
-            if not warm_up:
-                with autocast(self.device, self.amp_dtype if cfg.order == 1 and cfg.amp == "bf16" else None):
-                    arch = self.architect.step((x, y), (xv, yv), self.weight_optimizer)
-                arch_losses.append(arch["arch_loss"])
-            loss, logits = self.weight_step(x, y)
-            avg.update(loss, logits, y)
-            stop, bad = step_flags(self.dist, self._stop, arch_losses[-1] if arch_losses else 0.0, float(loss),
-                                   device=self.device)
-            if bad:
-                raise NonFiniteLoss("search", epoch, step, bad, self._last_saved, self._run.path if self._run else None,
-                                    "a lower --lr or --arch-lr, or a gradient clip (--grad-clip 5)")
-            if self.show_progress:
-                bar.set_postfix(loss=f"{avg.mean_loss:.3f}", acc=f"{avg.accuracy:.1f}")
-            elif cfg.log_every and step % cfg.log_every == 0:
-                logger.info("epoch %d step %d/%d  train loss %.4f acc %.2f%%", epoch, step, steps,
-                            avg.mean_loss, avg.accuracy)
-            if step < steps and (stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
-                partial = {"step": step, "loader_rng": epoch_rng, "avg": avg.state(), "arch_losses": arch_losses}
-                if self._run is not None:
-                    self._run.save_checkpoint(self.state_dict(partial))
-                    self._last_saved = (epoch - 1, step)
-                if stop:
-                    raise StopRequested(stop, epoch, step)
-        total = Average().load(self.dist.sum(avg.state()))
-        if not arch_losses:  # a warm-up epoch: no alpha step
-            return {"loss": total.mean_loss, "acc": total.accuracy, "arch_loss": None}
-        arch_loss = self.dist.sum([float(np.mean(arch_losses))])[0]
-        return {"loss": total.mean_loss, "acc": total.accuracy, "arch_loss": arch_loss / self.dist.world_size}
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.weight_optimizer.zero_grad(set_to_none=True)
@@ -482,7 +457,6 @@ class Search:
         self.network.train()
         avg = Average().load(self.dist.sum(avg.state()))  # every rank read its own shard
         return {"loss": avg.mean_loss, "acc": avg.accuracy}
-
 
 
 def _cosine(lr: float, lr_min: float, epoch: int, epochs: int) -> float:

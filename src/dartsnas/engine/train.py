@@ -10,7 +10,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
@@ -24,14 +24,13 @@ from ..genotype import Genotype
 from ..network import EvalNetwork, default_layers
 from ..profile import count_macs, count_parameters
 from ..runs import RunDir
-from .common import (Average, GracefulStop, NonFiniteLoss, StopRequested, autocast, configure_determinism,
-                     guard_resources, is_terminal, progress, resolve_device, rng_state, seed_everything, set_rng_state,
-                     skip_and_restore, step_flags, tune_malloc)
-from .distributed import SINGLE, Dist, ReadOnlyRun, local_state, per_rank_state
+from ..process import RANK_SEED_STRIDE
+from .common import autocast, progress, resolve_device, rng_state, set_rng_state
+from .distributed import Dist, local_state, per_rank_state
+from .hooks import Hook
+from .loop import EpochLoop, StepOutput
 
 logger = logging.getLogger(__name__)
-
-EpochHook = Callable[[dict[str, Any]], None]
 
 RESUME_LOCKED = ("ops_module", "approx_table", "genotype", "from_run", "epoch", "dataset", "layers", "init_channels",
                  "stem", "auxiliary",
@@ -46,11 +45,16 @@ class TrainResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-class Trainer:
-    """Builds data, network and optimizer from a config and a genotype, then ``run(run_dir)`` trains."""
+class Trainer(EpochLoop):
+    """Builds data, network and optimizer from a config and a genotype, then ``run(run_dir)`` trains. Building
+    it changes nothing outside it: the initial weights come from ``cfg.seed`` on a forked generator;
+    ``dartsnas.setup_process`` seeds the process's generators (augmentation, drop path) for the run itself."""
+
+    kind, noun = "train", "training"
+    remedies = "a lower --lr, a gradient clip (--grad-clip 5) or full precision (--amp off)"
 
     def __init__(self, cfg: TrainConfig, genotype: Genotype, *, show_progress: bool | None = None,
-                 hooks: Sequence[EpochHook] = (), dist: Dist | None = None, device: str | None = None):
+                 hooks: Sequence[Hook] = (), dist: Dist | None = None, device: str | None = None):
         cfg.validate()
         from ..plugins import load_ops_modules
 
@@ -58,14 +62,8 @@ class Trainer:
         if cfg.layers is None:  # the recipe sets ImageNet's depth; here a per-cell genotype's own, else 20
             cfg.layers = default_layers(genotype)
         self.cfg, self.genotype = cfg, genotype
-        self.dist = dist or SINGLE
-        self.show_progress = (is_terminal() if show_progress is None else show_progress) and self.dist.is_main
-        self.hooks = list(hooks)
+        self._init_loop(dist=dist, hooks=hooks, show_progress=show_progress)
         self.device = resolve_device(device or cfg.device)
-        configure_determinism(cfg.deterministic)
-        if self.device.type == "cpu":
-            tune_malloc()
-        seed_everything(cfg.seed)
         info = dataset_info(cfg.dataset, cfg.data)
         cutout = info.cutout_length if cfg.cutout is None else cfg.cutout
         transform = "autoaugment" if cfg.autoaugment else "train"
@@ -81,7 +79,7 @@ class Trainer:
                                           batch_size=cfg.batch_size, shuffle=False, workers=cfg.workers)
             train_set = Subset(train_set, train_idx)
         pin = self.device.type == "cuda"
-        seed = cfg.seed if not self.dist.enabled else cfg.seed + 7919 * self.dist.rank
+        seed = cfg.seed if not self.dist.enabled else cfg.seed + RANK_SEED_STRIDE * self.dist.rank
         self.train_loader = make_loader(self._shard(train_set), batch_size=cfg.batch_size, shuffle=True,
                                         seed=seed, workers=cfg.workers, pin_memory=pin)
         self.test_loader = make_loader(self._shard(test_set, evaluation=True), batch_size=cfg.batch_size,
@@ -91,20 +89,21 @@ class Trainer:
         if auxiliary and info.image_size < 32:
             raise ConfigError(f"the auxiliary head needs images of 32 px or more; {info.name} has "
                               f"{info.image_size} px: pass --no-auxiliary")
-        from ..ops.approx import use_table
+        from ..ops.approx import table_options
 
-        with use_table(cfg.approx_table):  # the approx_* ops take their multiplier table when built
+        with torch.random.fork_rng(devices=[]):  # the same initial weights on every process, from cfg.seed
+            torch.manual_seed(cfg.seed)
             self.network = EvalNetwork(genotype, cfg.init_channels, info.num_classes, cfg.layers, auxiliary,
-                                       stem=stem, in_channels=info.channels)
-        self.input_size = (info.channels, info.image_size, info.image_size)
-        self.params = count_parameters(self.network)
-        self.params_with_aux = count_parameters(self.network, exclude_auxiliary=False)
-        self.macs = _safe_macs(self.network, self.input_size, cfg)
+                                       stem=stem, in_channels=info.channels,
+                                       op_options=table_options(cfg.approx_table))
+            self.input_size = (info.channels, info.image_size, info.image_size)
+            self.params = count_parameters(self.network)
+            self.params_with_aux = count_parameters(self.network, exclude_auxiliary=False)
+            self.macs = _safe_macs(self.network, self.input_size, cfg)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.network.to(self.device, memory_format=self.memory_format)
-        if self.dist.enabled:  # the same start everywhere, then each rank its own random stream (augmentation)
+        if self.dist.enabled:  # the same start everywhere
             self.dist.broadcast_params_(self.network)
-            seed_everything(cfg.seed + 7919 * self.dist.rank)
         self.optimizer = torch.optim.SGD(self.network.parameters(), cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay)
         if cfg.scheduler == "cosine":
@@ -114,13 +113,8 @@ class Trainer:
             self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, 1, gamma=cfg.lr_gamma)
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp == "fp16")
-        self.epoch = 0
-        self.metrics: list[dict[str, Any]] = []
         self.best_val: float | None = None
-        self._resume: dict[str, Any] | None = None  # a mid-epoch position to continue from
-        self._stop = GracefulStop()
-        self._run: RunDir | None = None
-        self._last_saved: tuple[int, int] | None = None  # (epochs done, step) of the newest checkpoint
+        self.final: dict[str, Any] = {}
 
     def _shard(self, dataset, evaluation: bool = False):
         """This rank's part of a data set under torchrun: every image once for evaluation, equal parts (the
@@ -151,7 +145,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
-            "loader_rng": self.train_loader.generator.get_state(),
+            "loader_rng": self.loader_states(),
             "metrics": [dict(r) for r in self.metrics],
             "best_val": self.best_val,
         })
@@ -170,15 +164,10 @@ class Trainer:
             if state.get("scaler"):
                 self.scaler.load_state_dict(state["scaler"])
             set_rng_state(state["rng"])
-            self.train_loader.generator.set_state(state["loader_rng"])
+            self.set_loader_states(state["loader_rng"])
         except (KeyError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"the checkpoint does not match this network ({type(e).__name__})") from None
-        self.epoch = int(state["epoch"])
-        self._resume = state.get("partial")
-        self._last_saved = (self.epoch, int(state.get("step", 0)))
-        if self._resume is not None:
-            self._resume = {**self._resume, "rng": state["rng"]}
-        self.metrics = [dict(r) for r in state["metrics"]]
+        self.restore_position(state)
         self.best_val = state.get("best_val")
         if self.cfg.scheduler == "cosine":
             lr = self.cfg.lr_min + (self.cfg.lr - self.cfg.lr_min) * (
@@ -187,118 +176,91 @@ class Trainer:
                 group["lr"] = lr
             self.scheduler._last_lr = [lr for _ in self.optimizer.param_groups]
 
-    # -- the loop --------------------------------------------------------------------------------------------
-    def run(self, run: RunDir) -> TrainResult:
-        """Train until ``cfg.epochs``; Ctrl-C or SIGTERM saves a checkpoint and raises StopRequested."""
-        with self._stop, guard_resources(self.cfg.batch_size, self.device, "train", run.path,
-                                         lambda: self._last_saved):
-            return self._run_epochs(run)
+    # -- the loop's parts ------------------------------------------------------------------------------------
+    def loader_states(self) -> torch.Tensor:
+        return self.train_loader.generator.get_state()
 
-    def _run_epochs(self, run: RunDir) -> TrainResult:
-        cfg = self.cfg
-        if not self.dist.is_main:
-            run = ReadOnlyRun(run)
-        self._run = run
-        while self.epoch < cfg.epochs:
-            epoch = self.epoch + 1
-            start = time.perf_counter()
-            lr = self.optimizer.param_groups[0]["lr"]
-            # drop path rises linearly from 0 (as in the paper's code: p * (epoch - 1) / epochs)
-            self.network.drop_path_prob = cfg.drop_path_prob * (epoch - 1) / cfg.epochs
-            train = self.train_epoch(epoch)
-            test = evaluate_loader(self.network, self.test_loader, self.device, memory_format=self.memory_format,
-                                   amp_dtype=self.amp_dtype, dist=self.dist)
-            self.scheduler.step()
-            self.epoch = epoch
-            row = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"]}
-            if self.val_loader is not None:
-                val = evaluate_loader(self.network, self.val_loader, self.device, memory_format=self.memory_format,
-                                      amp_dtype=self.amp_dtype, dist=self.dist)
-                row.update({"val_loss": val["loss"], "val_acc": val["acc"]})
-            row.update({"test_loss": test["loss"], "test_acc": test["acc"], "test_top5": test["top5"],
-                        "lr": lr, "drop_path_prob": self.network.drop_path_prob,
-                        "seconds": time.perf_counter() - start})
-            self.metrics.append(row)
-            run.write_metrics(self.metrics)
-            state = self.state_dict()
-            if self.val_loader is not None and (self.best_val is None or row["val_acc"] > self.best_val):
-                self.best_val = row["val_acc"]
-                state["best_val"] = self.best_val
-                run.save_checkpoint(state, best=True)
-            run.save_checkpoint(state)
-            self._last_saved = (epoch, 0)
-            if self._stop.requested:
-                raise StopRequested(self._stop.requested, epoch, len(self.train_loader))
-            logger.info("epoch %d/%d  train loss %.4f acc %.2f%%  test loss %.4f acc %.2f%%  lr %.5f  %.1fs",
-                        epoch, cfg.epochs, row["train_loss"], row["train_acc"], row["test_loss"], row["test_acc"],
-                        lr, row["seconds"])
-            for hook in self.hooks if self.dist.is_main else ():
-                hook({"epoch": epoch, "row": row, "run": run, "trainer": self})
-        last = self.metrics[-1] if self.metrics else {}
-        final = {"genotype": self.genotype.to_dict(), "dataset": cfg.dataset, "epochs": self.epoch,
-                 "test_acc": last.get("test_acc"), "test_top5": last.get("test_top5"),
-                 "test_loss": last.get("test_loss"), "params": self.params,
-                 "params_with_auxiliary": self.params_with_aux, "macs": self.macs,
-                 "best_val_acc": self.best_val}
-        run.write_json(run.final_path, final)
-        return TrainResult(run, final, list(self.metrics))
+    def set_loader_states(self, state: torch.Tensor) -> None:
+        self.train_loader.generator.set_state(state)
 
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+    def current_lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def batches(self):
+        return iter(self.train_loader)
+
+    def begin_epoch(self, epoch: int, resume: dict[str, Any] | None) -> None:
+        # drop path rises linearly from 0 (as in the paper's code: p * (epoch - 1) / epochs)
+        self.network.drop_path_prob = self.cfg.drop_path_prob * (epoch - 1) / self.cfg.epochs
+        self.network.train()
+
+    def run_step(self, batch, epoch: int) -> StepOutput:
         net, cfg = self.network, self.cfg
-        net.train()
-        resume, self._resume = self._resume, None
-        if resume is not None:  # back to where this epoch's data order began
-            self.train_loader.generator.set_state(resume["loader_rng"])
-        epoch_rng = self.train_loader.generator.get_state()
-        avg = Average().load(resume["avg"]) if resume else Average()
-        steps = len(self.train_loader)
-        first = int(resume["step"]) if resume else 0
-        batches = iter(self.train_loader)
-        if resume is not None:
-            skip_and_restore(lambda: next(batches), first, resume["rng"])
-        bar = progress(range(first + 1, steps + 1), total=steps, desc=f"train epoch {epoch}/{cfg.epochs}",
-                       enabled=self.show_progress, initial=first)
-        for step in bar:
-            x, y = next(batches)
-            x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
-            y = y.to(self.device, non_blocking=True)
-            self.optimizer.zero_grad(set_to_none=True)
-            with autocast(self.device, self.amp_dtype):
-                logits, logits_aux = net(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                total = loss
-                if logits_aux is not None:
-                    total = total + cfg.auxiliary_weight * F.cross_entropy(logits_aux, y,
-                                                                          label_smoothing=cfg.label_smoothing)
-            self.scaler.scale(total).backward()
-            self.dist.average_grads_(net.parameters())
-            if cfg.grad_clip > 0:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.dist.broadcast_buffers_(net)
-            avg.update(loss.detach().float(), logits.detach().float(), y)
-            if self.show_progress:
-                bar.set_postfix(loss=f"{avg.mean_loss:.3f}", acc=f"{avg.accuracy:.1f}")
-            elif cfg.log_every and step % cfg.log_every == 0:
-                logger.info("epoch %d step %d/%d  train loss %.4f acc %.2f%%", epoch, step, steps, avg.mean_loss,
-                            avg.accuracy)
-            stop, bad = step_flags(self.dist, self._stop, float(loss.detach()), device=self.device)
-            if bad:
-                raise NonFiniteLoss("training", epoch, step, bad, self._last_saved,
-                                    self._run.path if self._run else None,
-                                    "a lower --lr, a gradient clip (--grad-clip 5) or full precision (--amp off)")
-            if step < steps and (stop or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)):
-                if self._run is not None:
-                    self._run.save_checkpoint(self.state_dict({"step": step, "loader_rng": epoch_rng,
-                                                               "avg": avg.state()}))
-                    self._last_saved = (epoch - 1, step)
-                if stop:
-                    raise StopRequested(stop, epoch, step)
-        total = Average().load(self.dist.sum(avg.state()))
-        return {"loss": total.mean_loss, "acc": total.accuracy}
+        x, y = batch
+        x = x.to(self.device, non_blocking=True, memory_format=self.memory_format)
+        y = y.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.amp_dtype):
+            logits, logits_aux = net(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            total = loss
+            if logits_aux is not None:
+                total = total + cfg.auxiliary_weight * F.cross_entropy(logits_aux, y,
+                                                                      label_smoothing=cfg.label_smoothing)
+        self.scaler.scale(total).backward()
+        self.dist.average_grads_(net.parameters())
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.dist.broadcast_buffers_(net)
+        loss = loss.detach().float()
+        return StepOutput(loss, logits.detach().float(), y, {"training loss": float(loss)})
 
+    def end_epoch(self, epoch: int, train: dict[str, Any], lr: float, start: float) -> dict[str, Any]:
+        row = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"]}
+        if self.val_loader is not None:
+            val = self._evaluate(self.val_loader)
+            row.update({"val_loss": val["loss"], "val_acc": val["acc"]})
+        test = self._evaluate(self.test_loader)
+        row.update({"test_loss": test["loss"], "test_acc": test["acc"], "test_top5": test["top5"],
+                    "lr": lr, "drop_path_prob": self.network.drop_path_prob,
+                    "seconds": time.perf_counter() - start})
+        self.is_best_epoch = self.val_loader is not None and (self.best_val is None or row["val_acc"] > self.best_val)
+        if self.is_best_epoch:
+            self.best_val = row["val_acc"]
+        return row
+
+    def _evaluate(self, loader) -> dict[str, float]:
+        return evaluate_loader(self.network, loader, self.device, memory_format=self.memory_format,
+                               amp_dtype=self.amp_dtype, dist=self.dist)
+
+    def describe(self, row: dict[str, Any]) -> str:
+        return (f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}%  test loss {row['test_loss']:.4f} "
+                f"acc {row['test_acc']:.2f}%  lr {row['lr']:.5f}  {row['seconds']:.1f}s")
+
+    def default_hooks(self) -> list[Hook]:
+        return [FinalResult()]
+
+    def result(self) -> TrainResult:
+        return TrainResult(self.run_dir, self.final, list(self.metrics))
+
+
+class FinalResult(Hook):
+    """RUN/final.json at the end of training: the last epoch's test figures, size and genotype."""
+
+    def after_run(self, loop: Trainer) -> None:
+        last = loop.metrics[-1] if loop.metrics else {}
+        loop.final = {"genotype": loop.genotype.to_dict(), "dataset": loop.cfg.dataset, "epochs": loop.epoch,
+                      "test_acc": last.get("test_acc"), "test_top5": last.get("test_top5"),
+                      "test_loss": last.get("test_loss"), "params": loop.params,
+                      "params_with_auxiliary": loop.params_with_aux, "macs": loop.macs,
+                      "best_val_acc": loop.best_val}
+        loop.run_dir.write_json(loop.run_dir.final_path, loop.final)
 
 
 def _safe_macs(network: nn.Module, input_size: tuple[int, int, int], cfg: TrainConfig) -> int:

@@ -3,10 +3,15 @@
 An op is built as ``OPS[name](C, stride, affine)``: it maps ``C`` channels to ``C`` channels and divides the
 spatial size by ``stride``. ``affine=False`` during search (BN without learnable scale and shift, as in DARTS),
 ``True`` in the trained network. Users add ops with ``@register_op("name")`` without editing dartsnas.
+
+Op options (such as the approximate ops' ``approx_table``) travel with the space or the network that builds
+the ops, never in a global: ``build_op(name, C, stride, affine, options)`` passes each builder the options it
+names as keyword parameters.
 """
 from __future__ import annotations
 
-from typing import Callable
+import inspect
+from typing import Any, Callable, Mapping
 
 import torch.nn as nn
 
@@ -46,9 +51,22 @@ def describe_op(name: str) -> str:
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
 
-def build_op(name: str, C: int, stride: int, affine: bool) -> nn.Module:
-    """Build the op registered under ``name`` (unknown names raise with the list of known ones)."""
-    return OPS.get(name)(C, stride, affine)
+def build_op(name: str, C: int, stride: int, affine: bool, options: Mapping[str, Any] | None = None) -> nn.Module:
+    """Build the op registered under ``name`` (unknown names raise with the list of known ones), passing it the
+    ``options`` its builder takes as keyword parameters (the others are for other ops)."""
+    builder = OPS.get(name)
+    return builder(C, stride, affine, **_accepted(builder, options)) if options else builder(C, stride, affine)
+
+
+def _accepted(builder: Callable[..., nn.Module], options: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        params = inspect.signature(builder).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: no options
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in params and params[k].kind in
+            (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)}
 
 
 from . import darts  # noqa: E402,F401  (registers the eight DARTS primitives)

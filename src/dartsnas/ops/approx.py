@@ -12,10 +12,8 @@ input patches, only when the table is not exact. Table row = input (activation) 
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Union
 
@@ -36,9 +34,7 @@ __all__ = [
     "ApproxSepConv",
     "MultiplierTable",
     "approx_conv2d",
-    "get_default_table",
-    "set_default_table",
-    "use_table",
+    "table_options",
 ]
 
 APPROX_PRIMITIVES: tuple[str, ...] = (
@@ -221,13 +217,9 @@ def _exact_table(signed: bool) -> MultiplierTable:
                                       name="exact_signed" if signed else "exact_unsigned")
 
 
-# The default table for approximate ops built without one (set by the user or a search config).
-_default_table: MultiplierTable | None = None
-
-
 def _resolve_table(table: TableLike) -> MultiplierTable:
     if table is None:
-        return get_default_table()
+        return MultiplierTable.exact()
     if isinstance(table, MultiplierTable):
         return table
     if isinstance(table, (str, os.PathLike)):
@@ -235,27 +227,10 @@ def _resolve_table(table: TableLike) -> MultiplierTable:
     raise ConfigError(f"a multiplier table must be a MultiplierTable, a path or None, got {type(table).__name__}")
 
 
-def get_default_table() -> MultiplierTable:
-    """The table used by approximate ops built without one (the exact signed multiplier unless set)."""
-    return _default_table if _default_table is not None else MultiplierTable.exact()
-
-
-def set_default_table(table: TableLike) -> MultiplierTable:
-    """Set the default table (a table, a ``.npy``/``.bin`` path, or None for exact); returns the new default."""
-    global _default_table
-    _default_table = None if table is None else _resolve_table(table)
-    return get_default_table()
-
-
-@contextlib.contextmanager
-def use_table(table: TableLike) -> Iterator[MultiplierTable]:
-    """Use ``table`` as the default for the ops built inside the block; the previous default is restored after."""
-    global _default_table
-    previous = _default_table
-    try:
-        yield set_default_table(table)
-    finally:
-        _default_table = previous
+def table_options(table: TableLike) -> dict[str, MultiplierTable]:
+    """The op options (``build_op``'s ``options``) that give the approx_* ops ``table`` (a table, a ``.npy`` or
+    ``.bin`` path), loaded once; None: no options (exact products)."""
+    return {} if table is None else {"approx_table": _resolve_table(table)}
 
 
 def _quantize(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -355,8 +330,8 @@ def approx_conv2d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
 class ApproxConv2d(nn.Conv2d):
     """``nn.Conv2d`` whose products come from an 8-bit ``MultiplierTable`` (straight-through gradients).
 
-    ``table=None`` takes the default table at build time (see ``set_default_table``). The table is not part of
-    the state dict: a rebuilt network gets the default again.
+    ``table=None`` means exact products. The table is not part of the state dict: whoever rebuilds the network
+    passes it again (the space's or the network's op options).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
@@ -418,13 +393,21 @@ class ApproxReLUConvBN(nn.Sequential):
 
 
 _LUT = "every product from the 8-bit multiplier table"
-register_op("approx_sep_conv_3x3", lambda C, stride, affine: ApproxSepConv(C, C, 3, stride, 1, affine),
+register_op("approx_sep_conv_3x3",
+            lambda C, stride, affine, approx_table=None: ApproxSepConv(C, C, 3, stride, 1, affine, table=approx_table),
             description=f"sep_conv_3x3 with 8-bit quantized convolutions, {_LUT}")
-register_op("approx_sep_conv_5x5", lambda C, stride, affine: ApproxSepConv(C, C, 5, stride, 2, affine),
+register_op("approx_sep_conv_5x5",
+            lambda C, stride, affine, approx_table=None: ApproxSepConv(C, C, 5, stride, 2, affine, table=approx_table),
             description=f"sep_conv_5x5 with 8-bit quantized convolutions, {_LUT}")
-register_op("approx_dil_conv_3x3", lambda C, stride, affine: ApproxDilConv(C, C, 3, stride, 2, 2, affine),
+register_op("approx_dil_conv_3x3",
+            lambda C, stride, affine, approx_table=None: ApproxDilConv(C, C, 3, stride, 2, 2, affine,
+                                                                       table=approx_table),
             description=f"dil_conv_3x3 with 8-bit quantized convolutions, {_LUT}")
-register_op("approx_dil_conv_5x5", lambda C, stride, affine: ApproxDilConv(C, C, 5, stride, 4, 2, affine),
+register_op("approx_dil_conv_5x5",
+            lambda C, stride, affine, approx_table=None: ApproxDilConv(C, C, 5, stride, 4, 2, affine,
+                                                                       table=approx_table),
             description=f"dil_conv_5x5 with 8-bit quantized convolutions, {_LUT}")
-register_op("approx_conv_3x3", lambda C, stride, affine: ApproxReLUConvBN(C, C, 3, stride, 1, affine),
+register_op("approx_conv_3x3",
+            lambda C, stride, affine, approx_table=None: ApproxReLUConvBN(C, C, 3, stride, 1, affine,
+                                                                          table=approx_table),
             description=f"ReLU, full 3x3 conv (8-bit, {_LUT}), BN")

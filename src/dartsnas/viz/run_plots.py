@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
-from ..errors import ConfigError, DartsNASError
+from ..engine.hooks import FailSafeHook
+from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 DEFAULT_KINDS = ("diagrams", "gif", "curves", "heatmaps", "totals")
@@ -97,25 +97,14 @@ def _genotype_at(run, epoch: int):
     return derive_from_history(run.path, epoch)[0]
 
 
-class DrawCells:
+class DrawCells(FailSafeHook):
     """Search hook: the diagrams of the epoch's cells in RUN/pictures/cells as the epoch ends. Without graphviz
-    it warns once and the search goes on."""
+    (or on any other drawing error) it warns once and the search goes on."""
 
-    def __init__(self) -> None:
-        self.disabled = False
+    what = "cell diagrams"
 
-    def __call__(self, info: dict[str, Any]) -> None:
-        if self.disabled:
-            return
-        from .cells import GraphvizMissing, draw_genotype
+    def write(self, loop, end) -> None:
+        from .cells import draw_genotype
 
-        epoch, run = info["epoch"], info["run"]
-        try:
-            draw_genotype(info["genotype"], run.path / "pictures" / "cells", stem=f"epoch_{epoch:03d}_",
-                          title=f"epoch {epoch}: ")
-        except GraphvizMissing as e:
-            logger.warning("no cell diagrams: %s", e)
-            self.disabled = True
-        except (DartsNASError, OSError, ImportError) as e:  # a picture is never worth a failed search
-            logger.warning("could not draw the cells of epoch %d: %s", epoch, e)
-            self.disabled = True
+        draw_genotype(loop.genotype, loop.run_dir.path / "pictures" / "cells", stem=f"epoch_{end.epoch:03d}_",
+                      title=f"epoch {end.epoch}: ")

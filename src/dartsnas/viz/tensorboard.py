@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..engine.hooks import FailSafeHook
 from ..errors import DartsNASError
 from .plots import _edge_labels
 
@@ -108,34 +109,26 @@ def export_run(run_path: str | Path) -> Path:
     return folder
 
 
-class TensorBoardLog:
+class TensorBoardLog(FailSafeHook):
     """Search and training hook: the epoch's events in ``RUN/tensorboard`` as it ends. Runs after the diagram
     hook, so that the epoch's cell pictures go in too. Without tensorboard it warns once and the run goes on."""
 
-    def __init__(self) -> None:
-        self.writer = None
-        self.disabled = False
+    what = "TensorBoard events"
 
-    def __call__(self, info: dict[str, Any]) -> None:
-        if self.disabled:
-            return
-        run, epoch = info["run"], info["epoch"]
-        try:
-            if self.writer is None:
-                self.writer = _writer(run.path / "tensorboard")
-            alphas, primitives, gate = None, (), "softmax"
-            search = info.get("search")
-            if search is not None:
-                alphas = {n: rows[-1] for n, rows in search.history.items()}
-                primitives, gate = search.space.primitives, search.network.gate_mode
-            write_epoch(self.writer, epoch, info["row"], alphas, primitives, run.path / "pictures" / "cells",
-                        gate=gate)
-        except TensorBoardMissing as e:
-            logger.warning("no TensorBoard events: %s", e)
-            self.disabled = True
-        except (OSError, ValueError, RuntimeError) as e:  # a log is never worth a failed run
-            logger.warning("could not write the TensorBoard events of epoch %d: %s", epoch, e)
-            self.disabled = True
+    def __init__(self) -> None:
+        super().__init__()
+        self.writer = None
+
+    def write(self, loop, end) -> None:
+        run = loop.run_dir
+        if self.writer is None:
+            self.writer = _writer(run.path / "tensorboard")
+        alphas, primitives, gate = None, (), "softmax"
+        history = getattr(loop, "history", None)  # a search: its alphas after the epoch
+        if history is not None:
+            alphas = {n: rows[-1] for n, rows in history.items()}
+            primitives, gate = loop.space.primitives, loop.network.gate_mode
+        write_epoch(self.writer, end.epoch, end.row, alphas, primitives, run.path / "pictures" / "cells", gate=gate)
 
     def close(self) -> None:
         if self.writer is not None:

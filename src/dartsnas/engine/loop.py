@@ -1,0 +1,218 @@
+"""The one epoch loop that searching and training share (as detectron2's ``TrainerBase``).
+
+The loop owns what every run needs: resuming at an epoch or inside one (replaying the data order, then the
+saved random states), stop signals (Ctrl-C, SIGTERM: a checkpoint, then ``StopRequested``), out-of-memory and
+full-disk guards, progress bars and step logs, non-finite loss checks, and the hooks around steps and epochs
+(engine/hooks.py), of which the checkpoints and the run's files are a part.
+
+A subclass supplies the work: its loaders' random states, the batches of an epoch, ``run_step`` (one
+optimisation step on a batch), the end-of-epoch evaluation that makes the metrics row, its state dict, and
+what the run returns.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator, Sequence
+
+import torch
+
+from ..errors import StopRequested
+from .common import (Average, GracefulStop, NonFiniteLoss, guard_resources, progress, skip_and_restore,
+                     step_flags)
+from .distributed import SINGLE, Dist, ReadOnlyRun
+from .hooks import Checkpointer, EpochEnd, Hook, MetricsWriter, StepEnd
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StepOutput:
+    """What ``run_step`` returns: the training loss and the logits and targets it came from (for the running
+    accuracy), and every loss to check for NaN or infinity, by the name an error would use."""
+
+    loss: torch.Tensor
+    logits: torch.Tensor
+    targets: torch.Tensor
+    checks: dict[str, float | None] = field(default_factory=dict)
+
+
+class EpochLoop:
+    """Base of ``Search`` and ``Trainer``. ``run(run_dir)`` runs epochs ``epoch + 1 .. cfg.epochs``."""
+
+    kind: ClassVar[str] = "run"  # in commands and progress bars: search, train
+    noun: ClassVar[str] = "run"  # in messages: the search, the training
+    remedies: ClassVar[str] = "a lower --lr"  # what to try after a non-finite loss
+
+    # set by the subclass's constructor
+    cfg: Any
+    device: torch.device
+    scheduler: Any
+
+    def _init_loop(self, *, dist: Dist | None, hooks: Sequence[Hook], show_progress: bool | None) -> None:
+        from .common import is_terminal
+
+        self.dist = dist or SINGLE
+        self.show_progress = (is_terminal() if show_progress is None else show_progress) and self.dist.is_main
+        self.hooks: list[Hook] = list(hooks)
+        wrong = [h for h in self.hooks if not isinstance(h, Hook)]
+        if wrong:
+            raise TypeError(f"hooks must be dartsnas.engine.hooks.Hook instances, got {type(wrong[0]).__name__}")
+        self.epoch = 0  # epochs completed
+        self.metrics: list[dict[str, Any]] = []
+        self.last_saved: tuple[int, int] | None = None  # (epochs done, step) of the newest checkpoint
+        self.is_best_epoch = False  # the Checkpointer also keeps this epoch as the best
+        self.run_dir: Any = None
+        self._resume: dict[str, Any] | None = None  # a mid-epoch position to continue from
+        self._stop = GracefulStop()
+        self._active: list[Hook] = []
+        self._epoch_rng: Any = None
+        self._avg = Average()
+
+    # -- what a subclass supplies ----------------------------------------------------------------------------
+    def loader_states(self) -> Any:
+        """The random states that fix an epoch's data order."""
+        raise NotImplementedError
+
+    def set_loader_states(self, state: Any) -> None:
+        raise NotImplementedError
+
+    def steps_per_epoch(self) -> int:
+        raise NotImplementedError
+
+    def batches(self) -> Iterator[Any]:
+        """The epoch's batches, in order (at least ``steps_per_epoch`` of them)."""
+        raise NotImplementedError
+
+    def begin_epoch(self, epoch: int, resume: dict[str, Any] | None) -> None:
+        """Before the epoch's first step (``resume``: the mid-epoch position continued from)."""
+
+    def run_step(self, batch: Any, epoch: int) -> StepOutput:
+        raise NotImplementedError
+
+    def epoch_state(self) -> dict[str, Any]:
+        """The subclass's part of a mid-epoch position (saved in the checkpoint)."""
+        return {}
+
+    def epoch_summary(self, total: Average) -> dict[str, Any]:
+        """The training figures of the epoch, all processes together."""
+        return {"loss": total.mean_loss, "acc": total.accuracy}
+
+    def end_epoch(self, epoch: int, train: dict[str, Any], lr: float, start: float) -> dict[str, Any]:
+        """Evaluate; return the epoch's metrics row."""
+        raise NotImplementedError
+
+    def describe(self, row: dict[str, Any]) -> str:
+        """The epoch's log line after ``epoch N/M``."""
+        return ""
+
+    def early_stop(self) -> str | None:
+        """Why the run should stop before ``cfg.epochs`` (None: go on)."""
+        return None
+
+    def default_hooks(self) -> list[Hook]:
+        """The subclass's own artifact hooks, run before the checkpoint."""
+        return []
+
+    def current_lr(self) -> float:
+        raise NotImplementedError
+
+    def state_dict(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def result(self) -> Any:
+        raise NotImplementedError
+
+    # -- the loop --------------------------------------------------------------------------------------------
+    def run(self, run_dir) -> Any:
+        """Run to ``cfg.epochs``; Ctrl-C or SIGTERM saves a checkpoint and raises StopRequested; a non-finite
+        loss, running out of memory or disk space raise a DartsNASError naming the remedy."""
+        if self.cfg.deterministic and not torch.are_deterministic_algorithms_enabled():
+            logger.warning("deterministic=True, but this process is not set up for it: call "
+                           "dartsnas.setup_process(..., deterministic=True) first (the CLI does)")
+        with self._stop, guard_resources(self.cfg.batch_size, self.device, self.kind, run_dir.path,
+                                         lambda: self.last_saved):
+            return self._run_epochs(run_dir)
+
+    def _run_epochs(self, run_dir) -> Any:
+        cfg = self.cfg
+        self.run_dir = run_dir if self.dist.is_main else ReadOnlyRun(run_dir)
+        hooks = [*self.default_hooks(), MetricsWriter(), Checkpointer(cfg.checkpoint_every), *self.hooks]
+        self._active = [h for h in hooks if h.all_ranks or self.dist.is_main]
+        for hook in self._active:
+            hook.before_run(self)
+        while self.epoch < cfg.epochs and self.early_stop() is None:  # a resumed early stop just finishes
+            epoch = self.epoch + 1
+            start = time.perf_counter()
+            lr = self.current_lr()
+            for hook in self._active:
+                hook.before_epoch(self, epoch)
+            train = self.train_epoch(epoch)
+            row = self.end_epoch(epoch, train, lr, start)
+            self.scheduler.step()
+            self.epoch = epoch
+            self.metrics.append(row)
+            logger.info("epoch %d/%d  %s", epoch, cfg.epochs, self.describe(row))
+            end = EpochEnd(epoch, row)
+            for hook in self._active:
+                hook.after_epoch(self, end)
+            reason = self.early_stop()
+            if reason is not None:
+                logger.info("stopping early after epoch %d: %s", epoch, reason)
+                break
+            if self._stop.requested:
+                raise StopRequested(self._stop.requested, epoch, self.steps_per_epoch())
+        for hook in self._active:
+            hook.after_run(self)
+        return self.result()
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        """One epoch of steps (from a mid-epoch position after a resume); returns ``epoch_summary``."""
+        cfg = self.cfg
+        resume, self._resume = self._resume, None
+        if resume is not None:  # back to where this epoch's data order began
+            self.set_loader_states(resume["loader_rng"])
+        self._epoch_rng = self.loader_states()
+        self._avg = avg = Average().load(resume["avg"]) if resume else Average()
+        self.begin_epoch(epoch, resume)
+        steps = self.steps_per_epoch()
+        first = int(resume["step"]) if resume else 0
+        batches = self.batches()
+        if resume is not None:
+            skip_and_restore(lambda: next(batches), first, resume["rng"])
+        bar = progress(range(first + 1, steps + 1), total=steps, desc=f"{self.kind} epoch {epoch}/{cfg.epochs}",
+                       enabled=self.show_progress, initial=first)
+        for step in bar:
+            out = self.run_step(next(batches), epoch)
+            avg.update(out.loss, out.logits, out.targets)
+            stop, bad = step_flags(self.dist, self._stop, out.checks, device=self.device)
+            if bad:
+                raise NonFiniteLoss(self.noun, epoch, step, bad, self.last_saved,
+                                    self.run_dir.path if self.run_dir is not None else None, self.remedies)
+            if self.show_progress:
+                bar.set_postfix(loss=f"{avg.mean_loss:.3f}", acc=f"{avg.accuracy:.1f}")
+            elif cfg.log_every and step % cfg.log_every == 0:
+                logger.info("epoch %d step %d/%d  train loss %.4f acc %.2f%%", epoch, step, steps, avg.mean_loss,
+                            avg.accuracy)
+            end = StepEnd(epoch, step, steps, float(out.loss), stop)
+            for hook in self._active:
+                hook.after_step(self, end)
+            if stop and step < steps:
+                raise StopRequested(stop, epoch, step)
+        return self.epoch_summary(Average().load(self.dist.sum(avg.state())))
+
+    def position(self, step: int) -> dict[str, Any]:
+        """The mid-epoch position after ``step`` of the current epoch, for a checkpoint."""
+        return {"step": step, "loader_rng": self._epoch_rng, "avg": self._avg.state(), **self.epoch_state()}
+
+    def restore_position(self, state: dict[str, Any]) -> None:
+        """After a subclass loaded a checkpoint: the epoch count, the metrics and the mid-epoch position."""
+        self.epoch = int(state["epoch"])
+        self.last_saved = (self.epoch, int(state.get("step", 0)))
+        partial = state.get("partial")
+        self._resume = None if partial is None else {**partial, "rng": state["rng"]}
+        self.metrics = [dict(r) for r in state["metrics"]]
+
+
+__all__ = ["EpochLoop", "StepOutput"]
