@@ -302,28 +302,29 @@ def _stopped(stop: StopRequested, kind: str) -> int:
 
 # -- commands --------------------------------------------------------------------------------------------------
 def cmd_search(args: argparse.Namespace) -> int:
-    from .runner import run_search
-
-    try:
-        result = run_search(args.config, overrides=_overrides(args, SearchConfig), resume=args.resume)
-    except StopRequested as stop:
-        return _stopped(stop, "search")
-    if _main_process():
-        print(f"run directory: {result.run_dir.path}")
-        print(f"genotype: {result.run_dir.genotype_path}")
-        print(result.genotype)
-    return 0
+    return _run(args, "search")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .runner import run_training
+    return _run(args, "train")
 
+
+def _run(args: argparse.Namespace, kind: str) -> int:
+    """A whole search or training through the library's run API; prints where it went and what it found."""
+    from .runner import run_search, run_training
+
+    run, cls = (run_search, SearchConfig) if kind == "search" else (run_training, TrainConfig)
     try:
-        result = run_training(args.config, overrides=_overrides(args, TrainConfig), resume=args.resume)
+        result = run(args.config, overrides=_overrides(args, cls), resume=args.resume)
     except StopRequested as stop:
-        return _stopped(stop, "train")
-    if _main_process():
-        print(f"run directory: {result.run_dir.path}")
+        return _stopped(stop, kind)
+    if not _main_process():
+        return 0
+    print(f"run directory: {result.run_dir.path}")
+    if kind == "search":
+        print(f"genotype: {result.run_dir.genotype_path}")
+        print(result.genotype)
+    else:
         print(f"test accuracy after {result.final['epochs']} epochs: {result.final['test_acc']:.2f}% "
               f"(top-5 {result.final['test_top5']:.2f}%)")
     return 0

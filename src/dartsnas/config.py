@@ -31,7 +31,23 @@ def help_(text: str, **meta: Any) -> dict:
 
 
 @dataclass
-class SearchConfig:
+class RunOptions:
+    """Run-time options that search and training share (where and how a run runs, not what it computes)."""
+
+    device: str = field(default="auto", metadata=help_("auto (CUDA when present), cpu, cuda, cuda:N"))
+    workers: int = field(default=2, metadata=help_("data loader worker processes"))
+    out: str | None = field(default=None, metadata=help_(
+        "run directory (default: runs/<search|train>-<dataset>-<time>)", metavar="DIR"))
+    download: bool = field(default=True, metadata=help_("download cifar10/cifar100 when missing and online"))
+    log_every: int = field(default=50, metadata=help_("log a line every N steps when not on a terminal (0: off)"))
+    checkpoint_every: int = field(default=100, metadata=help_(
+        "also save a checkpoint every N steps within an epoch, to resume mid-epoch (0: at epoch ends only)"))
+    deterministic: bool = field(default=False, metadata=help_(
+        "bitwise repeatable on the same machine: deterministic algorithms only (slower on GPU)"))
+
+
+@dataclass
+class SearchConfig(RunOptions):
     """Everything a search needs. Defaults are those of the DARTS paper (CIFAR-10 search, Section 3.1.1)."""
 
     dataset: str = field(default="cifar10", metadata=help_(
@@ -115,16 +131,6 @@ class SearchConfig:
     train_portion: float = field(default=0.5, metadata=help_(
         "share of the training set for the weights; the rest trains the alphas"))
     seed: int = field(default=2, metadata=help_("random seed"))
-    device: str = field(default="auto", metadata=help_("auto (CUDA when present), cpu, cuda, cuda:N"))
-    workers: int = field(default=2, metadata=help_("data loader worker processes"))
-    out: str | None = field(default=None, metadata=help_(
-        "run directory (default: runs/search-<dataset>-<time>)", metavar="DIR"))
-    download: bool = field(default=True, metadata=help_("download cifar10/cifar100 when missing and online"))
-    log_every: int = field(default=50, metadata=help_("log a line every N steps when not on a terminal (0: off)"))
-    checkpoint_every: int = field(default=100, metadata=help_(
-        "also save a checkpoint every N steps within an epoch, to resume mid-epoch (0: at epoch ends only)"))
-    deterministic: bool = field(default=False, metadata=help_(
-        "bitwise repeatable on the same machine: deterministic algorithms only (slower on GPU)"))
 
     def validate(self) -> "SearchConfig":
         """Raise ConfigError on values that cannot build a run; return self."""
@@ -187,7 +193,7 @@ class SearchConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunOptions):
     """Training of the discrete network. Defaults are the paper's CIFAR-10 setting (Section 3.3);
     ``recipe: imagenet`` switches the defaults to its ImageNet setting (see ``RECIPES``)."""
 
@@ -241,16 +247,6 @@ class TrainConfig:
     val_portion: float = field(default=0.0, metadata=help_(
         "hold out this share of the training set for validation, which picks the best checkpoint (0: none)"))
     seed: int = field(default=0, metadata=help_("random seed"))
-    device: str = field(default="auto", metadata=help_("auto (CUDA when present), cpu, cuda, cuda:N"))
-    workers: int = field(default=2, metadata=help_("data loader worker processes"))
-    out: str | None = field(default=None, metadata=help_("run directory (default: runs/train-<dataset>-<time>)",
-                                                         metavar="DIR"))
-    download: bool = field(default=True, metadata=help_("download cifar10/cifar100 when missing and online"))
-    log_every: int = field(default=50, metadata=help_("log a line every N steps when not on a terminal (0: off)"))
-    checkpoint_every: int = field(default=100, metadata=help_(
-        "also save a checkpoint every N steps within an epoch, to resume mid-epoch (0: at epoch ends only)"))
-    deterministic: bool = field(default=False, metadata=help_(
-        "bitwise repeatable on the same machine: deterministic algorithms only (slower on GPU)"))
 
     def validate(self) -> "TrainConfig":
         _check_types(self)

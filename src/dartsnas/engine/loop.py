@@ -12,16 +12,17 @@ what the run returns.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Sequence
 
 import torch
 
-from ..errors import StopRequested
-from .common import (Average, GracefulStop, NonFiniteLoss, guard_resources, progress, skip_and_restore,
-                     step_flags)
-from .distributed import SINGLE, Dist, ReadOnlyRun
+from ..errors import CheckpointError, StopRequested
+from .common import (Average, GracefulStop, NonFiniteLoss, guard_resources, progress, rng_state, set_rng_state,
+                     skip_and_restore, step_flags)
+from .distributed import SINGLE, Dist, ReadOnlyRun, local_state, per_rank_state
 from .hooks import Checkpointer, EpochEnd, Hook, MetricsWriter, StepEnd
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ class EpochLoop:
     # set by the subclass's constructor
     cfg: Any
     device: torch.device
-    scheduler: Any
+    scheduler: Any  # of the weights' optimizer
+    scaler: torch.amp.GradScaler
 
     def _init_loop(self, *, dist: Dist | None, hooks: Sequence[Hook], show_progress: bool | None) -> None:
         from .common import is_terminal
@@ -118,8 +120,16 @@ class EpochLoop:
     def current_lr(self) -> float:
         raise NotImplementedError
 
-    def state_dict(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
+    def model_state(self) -> dict[str, Any]:
+        """The subclass's part of a checkpoint: its model's and optimizers' states (and what else it keeps)."""
         raise NotImplementedError
+
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        """Load ``model_state``'s part (KeyError, RuntimeError, ValueError: the checkpoint does not match)."""
+        raise NotImplementedError
+
+    def after_load(self, state: dict[str, Any]) -> None:
+        """After a checkpoint is loaded: anything the subclass rebuilds from it."""
 
     def result(self) -> Any:
         raise NotImplementedError
@@ -206,13 +216,61 @@ class EpochLoop:
         """The mid-epoch position after ``step`` of the current epoch, for a checkpoint."""
         return {"step": step, "loader_rng": self._epoch_rng, "avg": self._avg.state(), **self.epoch_state()}
 
-    def restore_position(self, state: dict[str, Any]) -> None:
-        """After a subclass loaded a checkpoint: the epoch count, the metrics and the mid-epoch position."""
+    # -- checkpoints -----------------------------------------------------------------------------------------
+    def state_dict(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Everything to continue; ``partial`` describes a position inside epoch ``epoch + 1`` (mid-epoch).
+        Under torchrun every rank must call it (it gathers each rank's RNG states)."""
+        return per_rank_state(self.dist, {
+            "kind": self.kind,
+            "config": self.cfg.to_dict(),
+            "epoch": self.epoch,
+            "step": partial["step"] if partial else 0,
+            "partial": partial,
+            **self.model_state(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "loader_rng": self.loader_states(),
+            "metrics": [dict(r) for r in self.metrics],
+        })
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (``state_dict``'s): a checkpoint of another kind of run or of another network
+        is a CheckpointError."""
+        if state.get("kind") != self.kind:
+            raise CheckpointError(f"the checkpoint is from a {state.get('kind')!r} run, not a {self.noun} run")
+        state = local_state(self.dist, state)
+        try:
+            self.load_model_state(state)
+            sched = dict(state["scheduler"])
+            if "T_max" in sched:  # more epochs on resume extend the cosine schedule
+                sched["T_max"] = float(self.cfg.epochs)
+            self.scheduler.load_state_dict(sched)
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            self.set_loader_states(state["loader_rng"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise CheckpointError(f"the checkpoint does not match this {self.noun}'s network or optimizers "
+                                  f"({type(e).__name__}: "
+                                  f"{first})") from None
         self.epoch = int(state["epoch"])
         self.last_saved = (self.epoch, int(state.get("step", 0)))
         partial = state.get("partial")
         self._resume = None if partial is None else {**partial, "rng": state["rng"]}
         self.metrics = [dict(r) for r in state["metrics"]]
+        self.after_load(state)
+        if "T_max" in sched:  # the cosine schedule of the new length at the current epoch
+            lr = cosine_lr(self.cfg.lr, self.cfg.lr_min, self.epoch, self.cfg.epochs)
+            for group in self.scheduler.optimizer.param_groups:
+                group["lr"] = lr
+            self.scheduler._last_lr = [lr for _ in self.scheduler.optimizer.param_groups]
 
 
-__all__ = ["EpochLoop", "StepOutput"]
+def cosine_lr(lr: float, lr_min: float, epoch: int, epochs: int) -> float:
+    """The cosine schedule's learning rate after ``epoch`` of ``epochs``."""
+    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
+
+
+__all__ = ["EpochLoop", "StepOutput", "cosine_lr"]

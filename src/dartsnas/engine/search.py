@@ -8,7 +8,6 @@ The cosine schedule gives epoch e its learning rate and steps after the epoch.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +21,15 @@ import torch.nn.functional as F
 from ..architect import Architect, zero_one_loss
 from ..config import SearchConfig
 from ..data import build_search_loaders
-from ..errors import CheckpointError, ConfigError, GenotypeError
+from ..errors import ConfigError, GenotypeError
 from ..genotype import DEFAULT_THRESHOLD, Genotype, save_genotype
 from ..runs import RunDir
 from ..ops import native
 from ..ops.approx import table_options
 from ..space import SearchSpace, is_space_file, resolve_space
 from ..supernet import SearchNetwork
-from .common import Average, autocast, resolve_device, rng_state, set_rng_state
-from .distributed import Dist, local_state, per_rank_state
+from .common import Average, autocast, resolve_device
+from .distributed import Dist
 from .hooks import EpochEnd, Hook
 from .loop import EpochLoop, StepOutput
 
@@ -240,52 +239,21 @@ class Search(EpochLoop):
             self.network.train()
 
     # -- checkpoints -----------------------------------------------------------------------------------------
-    def state_dict(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Everything to continue; ``partial`` describes a position inside epoch ``epoch + 1`` (mid-epoch).
-        Under torchrun every rank must call it (it gathers each rank's RNG states)."""
-        return per_rank_state(self.dist, {
-            "kind": "search",
-            "config": self.cfg.to_dict(),
-            "epoch": self.epoch,
-            "step": partial["step"] if partial else 0,
-            "partial": partial,
-            "model": self.network.state_dict(),
-            "weight_optimizer": self.weight_optimizer.state_dict(),
-            "arch_optimizer": self.architect.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng_state(),
-            "loader_rng": self.loader_states(),
-            "alpha_history": {n: torch.from_numpy(np.stack(rows)) for n, rows in self.history.items()},
-            "metrics": [dict(r) for r in self.metrics],
-        })
+    def model_state(self) -> dict[str, Any]:
+        return {"model": self.network.state_dict(),
+                "weight_optimizer": self.weight_optimizer.state_dict(),
+                "arch_optimizer": self.architect.optimizer.state_dict(),
+                "alpha_history": {n: torch.from_numpy(np.stack(rows)) for n, rows in self.history.items()}}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("kind") != "search":
-            raise CheckpointError(f"the checkpoint is from a {state.get('kind')!r} run, not a search")
-        state = local_state(self.dist, state)
-        try:
-            self.network.load_state_dict(state["model"])
-            self.weight_optimizer.load_state_dict(state["weight_optimizer"])
-            self.architect.optimizer.load_state_dict(state["arch_optimizer"])
-            sched = dict(state["scheduler"])
-            sched["T_max"] = float(self.cfg.epochs)  # more epochs on resume extend the schedule
-            self.scheduler.load_state_dict(sched)
-            if state.get("scaler"):
-                self.scaler.load_state_dict(state["scaler"])
-            set_rng_state(state["rng"])
-            self.set_loader_states(state["loader_rng"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"the checkpoint does not match this search ({type(e).__name__}: "
-                                  f"{str(e).splitlines()[0] if str(e) else ''})") from None
-        self.restore_position(state)
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        self.network.load_state_dict(state["model"])
+        self.weight_optimizer.load_state_dict(state["weight_optimizer"])
+        self.architect.optimizer.load_state_dict(state["arch_optimizer"])
+
+    def after_load(self, state: dict[str, Any]) -> None:
         self.history = {n: [row.numpy() for row in t] for n, t in state["alpha_history"].items()}
         if self.epoch:
             self.genotype = self.network.genotype()
-        # The cosine schedule of the new length at the current epoch.
-        for group in self.weight_optimizer.param_groups:
-            group["lr"] = _cosine(self.cfg.lr, self.cfg.lr_min, self.epoch, self.cfg.epochs)
-        self.scheduler._last_lr = [g["lr"] for g in self.weight_optimizer.param_groups]
 
     # -- the loop's parts ------------------------------------------------------------------------------------
     def default_hooks(self) -> list[Hook]:
@@ -457,10 +425,6 @@ class Search(EpochLoop):
         self.network.train()
         avg = Average().load(self.dist.sum(avg.state()))  # every rank read its own shard
         return {"loss": avg.mean_loss, "acc": avg.accuracy}
-
-
-def _cosine(lr: float, lr_min: float, epoch: int, epochs: int) -> float:
-    return lr_min + (lr - lr_min) * (1 + math.cos(math.pi * epoch / epochs)) / 2
 
 
 def _gen_state(loader) -> torch.Tensor | None:

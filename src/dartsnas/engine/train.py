@@ -7,7 +7,6 @@ split also keeps the best checkpoint. The figure to report is the final epoch's 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -19,14 +18,14 @@ from torch.utils.data import Subset
 
 from ..config import TrainConfig
 from ..data import dataset_info, load_split, make_loader, search_split, shard
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..genotype import Genotype
 from ..network import EvalNetwork, default_layers
 from ..profile import count_macs, count_parameters
 from ..runs import RunDir
 from ..process import RANK_SEED_STRIDE
-from .common import autocast, progress, resolve_device, rng_state, set_rng_state
-from .distributed import Dist, local_state, per_rank_state
+from .common import autocast, progress, resolve_device
+from .distributed import Dist
 from .hooks import Hook
 from .loop import EpochLoop, StepOutput
 
@@ -128,53 +127,20 @@ class Trainer(EpochLoop):
         return Subset(dataset, indices)
 
     # -- checkpoints -----------------------------------------------------------------------------------------
-    def state_dict(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Everything to continue; ``partial`` describes a position inside epoch ``epoch + 1`` (mid-epoch).
-        Under torchrun every rank must call it (it gathers each rank's RNG states)."""
-        return per_rank_state(self.dist, {
-            "kind": "train",
-            "partial": partial,
-            "config": self.cfg.to_dict(),
-            "net_args": self.network.net_args(),
-            "dataset": {"name": self.info.name, "num_classes": self.info.num_classes,
-                        "image_size": self.info.image_size, "channels": self.info.channels},
-            "epoch": self.epoch,
-            "step": partial["step"] if partial else 0,
-            "model": self.network.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng_state(),
-            "loader_rng": self.loader_states(),
-            "metrics": [dict(r) for r in self.metrics],
-            "best_val": self.best_val,
-        })
+    def model_state(self) -> dict[str, Any]:
+        return {"net_args": self.network.net_args(),
+                "dataset": {"name": self.info.name, "num_classes": self.info.num_classes,
+                            "image_size": self.info.image_size, "channels": self.info.channels},
+                "model": self.network.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "best_val": self.best_val}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("kind") != "train":
-            raise CheckpointError(f"the checkpoint is from a {state.get('kind')!r} run, not a training run")
-        state = local_state(self.dist, state)
-        try:
-            self.network.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            sched = dict(state["scheduler"])
-            if "T_max" in sched:
-                sched["T_max"] = float(self.cfg.epochs)
-            self.scheduler.load_state_dict(sched)
-            if state.get("scaler"):
-                self.scaler.load_state_dict(state["scaler"])
-            set_rng_state(state["rng"])
-            self.set_loader_states(state["loader_rng"])
-        except (KeyError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"the checkpoint does not match this network ({type(e).__name__})") from None
-        self.restore_position(state)
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        self.network.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def after_load(self, state: dict[str, Any]) -> None:
         self.best_val = state.get("best_val")
-        if self.cfg.scheduler == "cosine":
-            lr = self.cfg.lr_min + (self.cfg.lr - self.cfg.lr_min) * (
-                1 + math.cos(math.pi * self.epoch / self.cfg.epochs)) / 2
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            self.scheduler._last_lr = [lr for _ in self.optimizer.param_groups]
 
     # -- the loop's parts ------------------------------------------------------------------------------------
     def loader_states(self) -> torch.Tensor:
