@@ -115,12 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    search = sub.add_parser("search", help="search a cell with DARTS", epilog=SEARCH_EPILOG,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    search.add_argument("--config", metavar="FILE", help="YAML file of config keys (flags override it)")
-    search.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its latest checkpoint")
-    _add_verbosity(search)
-    add_config_flags(search, SearchConfig)
+    search = _add_run_command(sub, "search", "search a cell with DARTS", SEARCH_EPILOG, SearchConfig)
     search.add_argument("--unrolled", dest="order", action="store_const", const=2, default=argparse.SUPPRESS,
                         help="the original code's spelling of --order 2")
     search.add_argument("--arch_baseline", dest="space", type=lambda name: f"dartopti-{name.lower()}",
@@ -129,12 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--no_arch_metric", dest="arch_metric", action="store_false", default=argparse.SUPPRESS,
                         help="D-DARTS' spelling of --no-arch-metric")
 
-    train = sub.add_parser("train", help="train the network built from a genotype", epilog=TRAIN_EPILOG,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    train.add_argument("--config", metavar="FILE", help="YAML file of config keys (flags override it)")
-    train.add_argument("--resume", metavar="RUN", help="continue the training run in RUN from its latest checkpoint")
-    _add_verbosity(train)
-    add_config_flags(train, TrainConfig)
+    _add_run_command(sub, "train", "train the network built from a genotype", TRAIN_EPILOG, TrainConfig)
 
     evaluate = sub.add_parser("evaluate", help="test accuracy, parameters, multiply-adds and speed of a trained "
                                                "network")
@@ -247,6 +237,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="training epochs of the found cell (default: %(default)s)")
     _add_verbosity(demo)
     return parser
+
+
+def _add_run_command(sub, name: str, help_text: str, epilog: str, cls: type) -> argparse.ArgumentParser:
+    """``search`` or ``train``: --config, --resume, verbosity, then one flag per config field."""
+    p = sub.add_parser(name, help=help_text, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE", help="YAML file of config keys (flags override it)")
+    p.add_argument("--resume", metavar="RUN", help=f"continue the {name} run in RUN from its latest checkpoint")
+    _add_verbosity(p)
+    add_config_flags(p, cls)
+    return p
 
 
 def _add_ops_module(p: argparse.ArgumentParser) -> None:

@@ -134,8 +134,7 @@ class SearchConfig(RunOptions):
 
     def validate(self) -> "SearchConfig":
         """Raise ConfigError on values that cannot build a run; return self."""
-        _check_types(self)
-        self.dataset = _dataset_name(self.dataset)
+        _check_common(self)
         positive_ints = ("epochs", "batch_size", "layers", "init_channels", "nodes", "multiplier", "stem_multiplier")
         for name in positive_ints:
             if getattr(self, name) is not None and getattr(self, name) < 1:
@@ -249,8 +248,7 @@ class TrainConfig(RunOptions):
     seed: int = field(default=0, metadata=help_("random seed"))
 
     def validate(self) -> "TrainConfig":
-        _check_types(self)
-        self.dataset = _dataset_name(self.dataset)
+        _check_common(self)
         if (self.genotype is None) == (self.from_run is None):
             raise ConfigError("pass exactly one of --genotype PATH|NAME and --from-run RUN")
         if self.epoch is not None and self.from_run is None:
@@ -314,6 +312,12 @@ def _type_matches(value: Any, hint: Any) -> bool:
 
 def _type_name(hint: Any) -> str:
     return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _check_common(cfg: Any) -> None:
+    """What every config checks first: each value's type, and the data set's name (made canonical)."""
+    _check_types(cfg)
+    cfg.dataset = _dataset_name(cfg.dataset)
 
 
 def _check_types(cfg: Any) -> None:

@@ -38,8 +38,7 @@ def run_search(config: ConfigLike = None, *, overrides: Mapping[str, Any] | None
     from .engine.search import RESUME_LOCKED, Search
 
     run, cfg = _prepare(SearchConfig, config, overrides, resume, RESUME_LOCKED)
-    hooks = search_hooks() if hooks is None else list(hooks)
-    with _session(cfg, hooks) as (dist, device):
+    with _session(cfg, search_hooks() if hooks is None else hooks) as (dist, device, hooks):
         path = None if run is not None else _new_run_path(dist, cfg, "search")
         search = Search(cfg, dist=dist, device=device, hooks=hooks, show_progress=show_progress)
         saved = lambda: _saved_config(cfg, search)  # noqa: E731
@@ -69,8 +68,7 @@ def run_training(config: ConfigLike = None, *, overrides: Mapping[str, Any] | No
     from .genotype import Genotype, save_genotype
 
     run, cfg = _prepare(TrainConfig, config, overrides, resume, RESUME_LOCKED)
-    hooks = training_hooks() if hooks is None else list(hooks)
-    with _session(cfg, hooks) as (dist, device):
+    with _session(cfg, training_hooks() if hooks is None else hooks) as (dist, device, hooks):
         state = run.load_checkpoint() if run is not None else None
         if state is not None:
             genotype = Genotype.from_dict(state["net_args"]["genotype"])
@@ -188,20 +186,20 @@ def _prepare(cls: type, config: ConfigLike, overrides: Mapping[str, Any] | None,
 
 
 @contextlib.contextmanager
-def _session(cfg, hooks: Sequence[Any]) -> Iterator[tuple[Any, str]]:
-    """Join torchrun's process group (one process otherwise) and set the process up; afterwards close the hooks
-    and leave the group (waiting for the other ranks only after a normal end: after an error they may never
+def _session(cfg, hooks: Sequence[Any]) -> Iterator[tuple[Any, str, list]]:
+    """Join torchrun's process group (one process otherwise) and set the process up; yields it, the device name
+    and the hooks as a list; afterwards close the hooks and leave the group (waiting for the other ranks only after a normal end: after an error they may never
     arrive)."""
     from .engine import distributed
     from .engine.common import resolve_device
     from .engine.hooks import close_hooks
     from .process import setup_process
 
-    ok = False
+    ok, hooks = False, list(hooks)
     try:
         dist, device = distributed.setup(cfg.device)
         setup_process(cfg.seed, deterministic=cfg.deterministic, device=resolve_device(device), rank=dist.rank)
-        yield dist, device
+        yield dist, device, hooks
         ok = True
     finally:
         close_hooks(hooks)

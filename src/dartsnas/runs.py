@@ -43,6 +43,16 @@ def default_run_path(kind: str, dataset: str, base: str | Path = "runs") -> Path
     return path
 
 
+class _RunFile:
+    """A file of a run directory: ``run.config_path`` is ``run.path / "config.yaml"`` (read-only)."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    def __get__(self, run: "RunDir | None", owner: type) -> Any:
+        return self if run is None else run.path.joinpath(*self.parts)
+
+
 class RunDir:
     """One run's folder. ``create`` refuses an existing non-empty folder; ``open`` is for reading or resuming."""
 
@@ -65,42 +75,16 @@ class RunDir:
             raise ConfigError(f"{path} is not a dartsnas run directory (no config.yaml in it)")
         return cls(path)
 
-    # -- paths -----------------------------------------------------------------------------------------------
-    @property
-    def config_path(self) -> Path:
-        return self.path / "config.yaml"
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / "metrics.csv"
-
-    @property
-    def alphas_path(self) -> Path:
-        return self.path / "alphas.npz"
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.path / "checkpoints" / "last.pt"
-
-    @property
-    def genotype_path(self) -> Path:
-        return self.path / "genotype.json"
-
-    @property
-    def best_checkpoint_path(self) -> Path:
-        return self.checkpoint_path.with_name("best.pt")
-
-    @property
-    def final_path(self) -> Path:
-        return self.path / "final.json"
-
-    @property
-    def evaluation_path(self) -> Path:
-        return self.path / "evaluation.json"
-
-    @property
-    def log_path(self) -> Path:
-        return self.path / "log.txt"
+    # -- paths (the only place that spells a run directory's file names) --------------------------------------
+    config_path = _RunFile("config.yaml")
+    metrics_path = _RunFile("metrics.csv")
+    alphas_path = _RunFile("alphas.npz")
+    checkpoint_path = _RunFile("checkpoints", "last.pt")
+    best_checkpoint_path = _RunFile("checkpoints", "best.pt")
+    genotype_path = _RunFile("genotype.json")
+    final_path = _RunFile("final.json")
+    evaluation_path = _RunFile("evaluation.json")
+    log_path = _RunFile("log.txt")
 
     def rule_genotype_path(self, rule: str) -> Path:
         return self.path / f"genotype_{rule}.json"

@@ -130,14 +130,11 @@ def _cifar_builder(name: str, pretty: str, num_classes: int, mean, std, archive_
             raise DataError(f"{pretty} needs a data folder; pass --data DIR with the extracted {archive_hint} data")
         folder = root / cls.base_folder
         if not _cifar_present(root, cls):
-            reason = _try_download(
-                download, cls.url, root, [root / cls.filename, root / cls.base_folder],
-                lambda: cls(str(root), train=True, download=True))
-            if reason is not None:
-                raise DataError(
-                    f"{pretty} not found in {root} (looked for {folder}) and {reason}; pass --data DIR with the "
-                    f"extracted {archive_hint} data, or use --dataset imagefolder for a JPEG copy"
-                )
+            _download_or_fail(download, cls.url, root, [root / cls.filename, root / cls.base_folder],
+                              lambda: cls(str(root), train=True, download=True),
+                              f"{pretty} not found in {root} (looked for {folder})",
+                              f"pass --data DIR with the extracted {archive_hint} data, or use --dataset imagefolder "
+                              "for a JPEG copy")
         try:
             dataset = cls(str(root), train=(split == "train"), transform=_cifar_transform(info, transform),
                           download=False)
@@ -155,6 +152,14 @@ def _cifar_present(root: Path, cls: Any) -> bool:
     folder = root / cls.base_folder
     names = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
     return folder.is_dir() and all((folder / f).is_file() for f in names)
+
+
+def _download_or_fail(download: bool, url: str, root: Path, leftovers: list[Path], fetch: Callable[[], Any],
+                      missing: str, advice: str) -> None:
+    """Download with ``_try_download``, or raise one DataError: what is ``missing``, why no download, ``advice``."""
+    reason = _try_download(download, url, root, leftovers, fetch)
+    if reason is not None:
+        raise DataError(f"{missing} and {reason}; {advice}")
 
 
 def _try_download(download: bool, url: str, root: Path, leftovers: list[Path],
@@ -227,14 +232,11 @@ def _mnist_builder(name: str, pretty: str, cls_name: str, mean: float, std: floa
         raw = root / cls_name / "raw"
         files = [raw / Path(f).stem for f, _ in cls.resources]  # the uncompressed idx files
         if not all(f.is_file() for f in files):
-            reason = _try_download(
-                download, cls.mirrors[0] + cls.resources[0][0], root, [root / cls_name],
-                lambda: cls(str(root), train=True, download=True))
-            if reason is not None:
-                raise DataError(
-                    f"{pretty} not found in {root} (looked for {raw}/{files[0].name} and the other idx files) and "
-                    f"{reason}; pass --data DIR holding {cls_name}/raw/ with the four uncompressed idx files"
-                )
+            _download_or_fail(download, cls.mirrors[0] + cls.resources[0][0], root, [root / cls_name],
+                              lambda: cls(str(root), train=True, download=True),
+                              f"{pretty} not found in {root} (looked for {raw}/{files[0].name} and the other idx "
+                              "files)",
+                              f"pass --data DIR holding {cls_name}/raw/ with the four uncompressed idx files")
         try:
             dataset = cls(str(root), train=(split == "train"), transform=transform_of(transform), download=False)
         except Exception as exc:  # a truncated or foreign idx file

@@ -182,53 +182,29 @@ def derive_cell(
     return CellDesign(nodes=tuple(cell), concat=concat, reduction=reduction)
 
 
-def derive_genotype(
-    normal_weights: Any,
-    reduce_weights: Any,
-    primitives: Sequence[str],
-    nodes: int,
-    multiplier: int,
-    *,
-    k: int = 2,
-    exclude: Iterable[str] = ("none",),
-    rule: str = "top-k",
-    threshold: float | None = None,
-) -> Genotype:
+def derive_genotype(normal_weights: Any, reduce_weights: Any, primitives: Sequence[str], nodes: int, multiplier: int,
+                    **options: Any) -> Genotype:
     """A DARTS genotype (normal and reduce) from the gated weights of both cell types; records ``primitives``.
 
-    ``rule`` and ``threshold`` as in :func:`derive_cell`.
+    ``options`` (``k``, ``exclude``, ``rule``, ``threshold``) as in :func:`derive_cell`.
     """
-    exclude = tuple(exclude)
-    opts: dict[str, Any] = {"k": k, "exclude": exclude, "rule": rule, "threshold": threshold}
-    normal = derive_cell(normal_weights, primitives, nodes, multiplier, reduction=False, **opts)
-    reduce = derive_cell(reduce_weights, primitives, nodes, multiplier, reduction=True, **opts)
+    normal = derive_cell(normal_weights, primitives, nodes, multiplier, reduction=False, **options)
+    reduce = derive_cell(reduce_weights, primitives, nodes, multiplier, reduction=True, **options)
     return Genotype(normal=normal, reduce=reduce, primitives=tuple(primitives))
 
 
-def derive_per_cell_genotype(
-    weights: Sequence[Any],
-    reductions: Iterable[int],
-    primitives: Sequence[str],
-    nodes: int,
-    multiplier: int,
-    *,
-    k: int = 2,
-    exclude: Iterable[str] = ("none",),
-    rule: str = "top-k",
-    threshold: float | None = None,
-) -> Genotype:
+def derive_per_cell_genotype(weights: Sequence[Any], reductions: Iterable[int], primitives: Sequence[str], nodes: int,
+                             multiplier: int, **options: Any) -> Genotype:
     """A per-position genotype (D-DARTS) from one weight matrix per cell; ``reductions`` are the reducing positions.
 
-    ``rule`` and ``threshold`` as in :func:`derive_cell`, the same for every cell.
+    ``options`` (``k``, ``exclude``, ``rule``, ``threshold``) as in :func:`derive_cell`, the same for every cell.
     """
-    exclude = tuple(exclude)
     red = set(reductions)
     bad = sorted(r for r in red if not 0 <= r < len(weights))
     if bad:
         raise GenotypeError(f"reduction positions {bad} are outside the {len(weights)} cells")
-    opts: dict[str, Any] = {"k": k, "exclude": exclude, "rule": rule, "threshold": threshold}
     cells = tuple(
-        derive_cell(w, primitives, nodes, multiplier, reduction=i in red, **opts) for i, w in enumerate(weights)
+        derive_cell(w, primitives, nodes, multiplier, reduction=i in red, **options) for i, w in enumerate(weights)
     )
     return Genotype(cells=cells, primitives=tuple(primitives))
 
