@@ -103,6 +103,9 @@ class Recorder(Hook):
     def before_epoch(self, loop, epoch):
         self.calls.append(("before_epoch", epoch))
 
+    def before_step(self, loop, epoch, step):
+        self.calls.append(("before_step", step))
+
     def after_step(self, loop, end):
         assert end.loss == end.loss and end.stop is None
         self.calls.append(("after_step", end.step))
@@ -129,9 +132,9 @@ def test_the_library_run_api_is_what_the_command_line_runs_and_its_hooks_fire_in
     result = run_search({**TINY, "epochs": 2, "out": str(tmp_path / "api")}, hooks=[recorder], show_progress=False)
     steps = len([c for c in recorder.calls if c[0] == "after_step"]) // 2
     assert steps >= 1
-    expected = ([("before_run", 0), ("before_epoch", 1)] + [("after_step", s) for s in range(1, steps + 1)] +
-                [("after_epoch", 1, 1), ("before_epoch", 2)] + [("after_step", s) for s in range(1, steps + 1)] +
-                [("after_epoch", 2, 2), ("after_run", 2)])
+    epoch = [c for s in range(1, steps + 1) for c in (("before_step", s), ("after_step", s))]
+    expected = ([("before_run", 0), ("before_epoch", 1)] + epoch + [("after_epoch", 1, 1), ("before_epoch", 2)] +
+                epoch + [("after_epoch", 2, 2), ("after_run", 2)])
     assert recorder.calls == expected
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "epochs"]
     assert main(["search", *flags, "--epochs", "2", "--out", str(tmp_path / "cli"), "-q"]) == 0

@@ -454,18 +454,11 @@ def cmd_hypergrad_check(args: argparse.Namespace) -> int:
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
-    from .ops import OPS, describe_op
-    from .profile import count_macs, count_parameters
+    from .profile import op_costs
     from .space import SPACES
 
-    if args.channels < 1 or args.size < 1:
-        raise DartsNASError("--channels and --size must be >= 1")
-    rows = []
-    for name in sorted(OPS.names()):
-        op = OPS.get(name)(args.channels, 1, True)
-        params = count_parameters(op)
-        macs = count_macs(op, (args.channels, args.size, args.size)) if params else 0
-        rows.append((name, f"{params:,}", f"{macs:,}", describe_op(name)))
+    rows = [(c["op"], f"{c['params']:,}", f"{c['macs']:,}", c["description"])
+            for c in op_costs(args.channels, args.size)]
     head = ("op", "parameters", f"multiply-adds (C={args.channels}, {args.size}x{args.size}, stride 1)",
             "what it is")
     if args.markdown:

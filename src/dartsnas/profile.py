@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -17,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .errors import ConfigError
 
-__all__ = ["count_macs", "count_parameters", "measure_throughput"]
+__all__ = ["count_macs", "count_parameters", "measure_throughput", "op_costs"]
 
 AUXILIARY_PREFIX = "auxiliary_head"
 
@@ -101,3 +102,19 @@ def measure_throughput(model: nn.Module, input_size: tuple[int, int, int], *, ba
         sync()
         elapsed = time.perf_counter() - start
     return batch_size * iters / max(elapsed, 1e-12)
+
+
+def op_costs(channels: int = 16, size: int = 32) -> list[dict[str, Any]]:
+    """Every registered op built at ``channels`` channels, stride 1: its parameters, its multiply-adds on a
+    ``size`` x ``size`` input and its one-line description, sorted by name (what ``dartsnas ops`` lists)."""
+    from .ops import OPS, build_op, describe_op
+
+    if channels < 1 or size < 1:
+        raise ConfigError("--channels and --size must be >= 1")
+    rows = []
+    for name in sorted(OPS.names()):
+        op = build_op(name, channels, 1, True)
+        params = count_parameters(op)
+        rows.append({"op": name, "params": params, "macs": count_macs(op, (channels, size, size)) if params else 0,
+                     "description": describe_op(name)})
+    return rows

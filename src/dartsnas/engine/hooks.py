@@ -51,6 +51,9 @@ class Hook:
     def before_epoch(self, loop: EpochLoop, epoch: int) -> None:
         """Before epoch ``epoch`` (from 1) trains."""
 
+    def before_step(self, loop: EpochLoop, epoch: int, step: int) -> None:
+        """Before step ``step`` (from 1) of epoch ``epoch`` runs."""
+
     def after_step(self, loop: EpochLoop, end: StepEnd) -> None:
         """After every step, before the loop acts on a stop signal."""
 
@@ -89,15 +92,15 @@ class FailSafeHook(Hook):
 
 
 class MetricsWriter(Hook):
-    """RUN/metrics.csv, rewritten after every epoch."""
+    """The run's metrics table, rewritten after every epoch."""
 
     def after_epoch(self, loop: EpochLoop, end: EpochEnd) -> None:
         loop.run_dir.write_metrics(loop.metrics)
 
 
 class Checkpointer(Hook):
-    """RUN/checkpoint.pt after every epoch (and RUN/best.pt when the loop says the epoch is its best), and a
-    mid-epoch checkpoint every ``checkpoint_every`` steps or when a stop signal arrives."""
+    """The run's latest checkpoint after every epoch (and its best one when the loop says the epoch is its best),
+    and a mid-epoch checkpoint every ``checkpoint_every`` steps or when a stop signal arrives."""
 
     all_ranks = True
 

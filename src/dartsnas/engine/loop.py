@@ -194,6 +194,8 @@ class EpochLoop:
         bar = progress(range(first + 1, steps + 1), total=steps, desc=f"{self.kind} epoch {epoch}/{cfg.epochs}",
                        enabled=self.show_progress, initial=first)
         for step in bar:
+            for hook in self._active:
+                hook.before_step(self, epoch, step)
             out = self.run_step(next(batches), epoch)
             avg.update(out.loss, out.logits, out.targets)
             stop, bad = step_flags(self.dist, self._stop, out.checks, device=self.device)
