@@ -36,10 +36,14 @@ OURS = {"ours": {"recompute": "ops"}, "ours-off": {"recompute": "off"}, "ours-ce
         # second-order alpha step stays float32): meant for GPUs, runs on the CPU too
         "ours-bf16": {"recompute": "ops", "amp": "bf16"},
         # second order with the exact hypergradient (double backward) instead of the finite difference
-        "ours-exact": {"hessian": "exact"}, "ours-edges-exact": {"recompute": "edges", "hessian": "exact"}}
+        "ours-exact": {"hessian": "exact"}, "ours-edges-exact": {"recompute": "edges", "hessian": "exact"},
+        # the library as a script gets it: SearchNetwork(space, C, 10, layers) and Architect(net, order), nothing
+        # else (no memory format, no allocator tuning, NCHW inputs)
+        "ours-default": {"library_default": True}}
 SECOND_ORDER_ONLY = {name for name, mode in OURS.items() if "hessian" in mode}
 IMPLS = (*OURS, "yardstick")
-TRAIN_IMPLS = ("contiguous", "channels-last", "channels-last-bf16")
+# original: the 2018 code's training network (benchmarks/original_eval.py, written from its description)
+TRAIN_IMPLS = ("original", "contiguous", "channels-last", "channels-last-bf16")
 
 # Full-size defaults (the paper's search network) and the tiny --quick ones; explicit options win over both.
 DEFAULTS = dict(batch_sizes="64,32", warmup=2, iters=5, init_channels=16, layers=8, nodes=4, train_batch=96)
@@ -59,8 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="also time training of the DARTS_V2 network (C=36, 20 layers, auxiliary head, drop "
                         "path; --quick: C=8, 5 layers), channels-last and not")
     p.add_argument("--train-batch", type=int, default=None, help="training batch size (default 96; --quick: 8)")
-    p.add_argument("--train-impls", default="contiguous,channels-last",
-                   help=f"comma-separated from {','.join(TRAIN_IMPLS)} (default contiguous,channels-last)")
+    p.add_argument("--train-impls", default="original,contiguous,channels-last",
+                   help=f"comma-separated from {','.join(TRAIN_IMPLS)} (default original,contiguous,channels-last)")
     p.add_argument("--markdown", type=Path, default=None, help="also write a Markdown table to this file")
     p.add_argument("--mode", default="search", help=argparse.SUPPRESS)
     p.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default 2; --quick: 1)")
@@ -182,17 +186,20 @@ def _build(impl: str, args: argparse.Namespace, order: int, device):
         from dartsnas.process import tune_malloc
         from dartsnas.engine.search import weight_backward
 
-        if device.type == "cpu":
+        mode = dict(OURS[impl])
+        library_default = mode.pop("library_default", False)
+        if device.type == "cpu" and not library_default:
             tune_malloc()  # as dartsnas search does on the CPU
 
         space = SearchSpace(nodes=args.nodes, multiplier=args.nodes)
-        mode = dict(OURS[impl])
         hessian = mode.pop("hessian", "finite-difference")
         amp = torch.bfloat16 if mode.pop("amp", None) == "bf16" else None
-        net = SearchNetwork(space, C=args.init_channels, num_classes=10, layers=args.layers, **mode)
-        net.to(device, memory_format=torch.channels_last)  # dartsnas search's default
+        net = SearchNetwork(space, C=args.init_channels, num_classes=10, layers=args.layers, **mode).to(device)
         w_opt = torch.optim.SGD(net.weights(), 0.025, momentum=0.9, weight_decay=3e-4)
-        arch = Architect(net, order=order, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3, hessian=hessian)
+        if library_default:
+            arch = Architect(net, order=order)
+        else:
+            arch = Architect(net, order=order, lr=3e-4, betas=(0.5, 0.999), weight_decay=1e-3, hessian=hessian)
 
         def arch_step(xt, yt, xv, yv):
             with autocast(device, amp if order == 1 else None):
@@ -223,7 +230,7 @@ def run_worker(args: argparse.Namespace) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     n_batches = args.warmup + args.iters
 
-    fmt = torch.contiguous_format if impl == "yardstick" else torch.channels_last
+    fmt = torch.contiguous_format if impl in ("yardstick", "ours-default") else torch.channels_last
 
     def make_batch():
         return (torch.randn(batch, 3, 32, 32, generator=gen).to(device, memory_format=fmt),
@@ -297,7 +304,8 @@ def run_train_worker(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    if device.type == "cpu":
+    original = args.impl[0] == "original"
+    if device.type == "cpu" and not original:
         tune_malloc()  # as dartsnas train does on the CPU
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     fmt = torch.channels_last if args.impl[0].startswith("channels-last") else torch.contiguous_format
@@ -310,7 +318,13 @@ def run_train_worker(args: argparse.Namespace) -> dict:
     _warm_torch()
     rss_base = _maxrss_mib()
     torch.manual_seed(args.seed)
-    net = EvalNetwork(load_genotype("DARTS_V2"), C, 10, layers, True).to(device, memory_format=fmt).train()
+    if original:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from original_eval import NetworkCIFAR
+
+        net = NetworkCIFAR(load_genotype("DARTS_V2"), C, 10, layers, True).to(device).train()
+    else:
+        net = EvalNetwork(load_genotype("DARTS_V2"), C, 10, layers, True).to(device, memory_format=fmt).train()
     net.drop_path_prob = 0.2
     opt = torch.optim.SGD(net.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
     times = []
@@ -418,6 +432,23 @@ def _ratios(results: list[dict], orders: list[int], batches: list[int], cuda: bo
     return out
 
 
+def _train_ratios(results: list[dict]) -> list[dict]:
+    """Each training mode against the original-style network: images per second and peak RSS, each ratio taken
+    within one round, then the median over the rounds."""
+    by_key = {(r["impl"], r.get("round", 0)): r for r in results if r.get("mode") == "train" and "error" not in r}
+    out = []
+    for impl in TRAIN_IMPLS[1:]:
+        pairs = [(by_key[("original", n)], by_key[(impl, n)]) for (i, n) in by_key
+                 if i == impl and ("original", n) in by_key]
+        if pairs:
+            out.append({"impl": impl, "rounds": len(pairs),
+                        "speedup_vs_original": statistics.median(o["images_per_s"] / ref["images_per_s"]
+                                                                 for ref, o in pairs),
+                        "peak_rss_ratio_vs_original": statistics.median(o["peak_rss_mib"] / ref["peak_rss_mib"]
+                                                                        for ref, o in pairs)})
+    return out
+
+
 def summarize(results: list[dict]) -> list[dict]:
     """One entry per (implementation, order, batch): the median over rounds of each round's median time (and
     weight-step time), the highest peak memory, the median memory growth; errors as they came."""
@@ -473,14 +504,20 @@ def markdown(report: dict) -> str:
                      f"| {peak:.0f} | {memr} |")
     train = [r for r in report["results"] if r.get("mode") == "train"]
     if train:
-        lines += ["", "| training (DARTS_V2) | batch | s / step | images / s | peak memory (MiB) |",
-                  "| --- | --- | --- | --- | --- |"]
+        tr = {q["impl"]: q for q in report.get("train_ratios", [])}
+        lines += ["", "| training (DARTS_V2) | round | batch | s / step | images / s | peak memory (MiB) "
+                  "| speed-up vs original (median) | peak memory vs original (median) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in train:
             if "error" in r:
-                lines.append(f"| {r['impl']} | | error: {r['error']} | | |")
-            else:
-                lines.append(f"| {r['impl']}, C={r['init_channels']}, {r['layers']} layers | {r['batch']} | "
-                             f"{r['median_s']:.2f} | {r['images_per_s']:.1f} | {r['peak_rss_mib']:.0f} |")
+                lines.append(f"| {r['impl']} | {r.get('round', 0)} | | error: {r['error']} | | | | |")
+                continue
+            q = tr.get(r["impl"], {})
+            ref = r["impl"] == "original"
+            lines.append(f"| {r['impl']}, C={r['init_channels']}, {r['layers']} layers | {r.get('round', 0)} | "
+                         f"{r['batch']} | {r['median_s']:.2f} | {r['images_per_s']:.1f} | {r['peak_rss_mib']:.0f} | "
+                         f"{'1 (reference)' if ref else _fmt(q.get('speedup_vs_original'), '.2f')} | "
+                         f"{'1 (reference)' if ref else _fmt(q.get('peak_rss_ratio_vs_original'), '.2f')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -569,17 +606,18 @@ def main(argv: list[str] | None = None) -> int:
                                            f"median {r['median_s']:.3f} s, peak RSS {r['peak_rss_mib']:.0f} MiB"),
                           file=sys.stderr, flush=True)
 
-    if args.train:
-        for impl in args.train_impls:
+    if args.train:  # interleaved as the search: original, ours, original, ours
+        for rnd, impl in ((rnd, impl) for rnd in range(args.rounds) for impl in args.train_impls):
             print(f"[bench] train {impl} batch {args.train_batch} ...", file=sys.stderr, flush=True)
-            r = run_config(args, impl, 1, args.train_batch, device, mode="train")
+            r = {**run_config(args, impl, 1, args.train_batch, device, mode="train"), "round": rnd}
             results.append(r)
             save_partial()
             print("[bench]   " + (f"error: {r['error']}" if "error" in r else f"{r['images_per_s']:.1f} images/s"),
                   file=sys.stderr, flush=True)
 
     report = {"machine": machine, "config": config, "results": results, "summary": summarize(results),
-              "ratios": _ratios(results, args.orders, args.batch_sizes, device == "cuda")}
+              "ratios": _ratios(results, args.orders, args.batch_sizes, device == "cuda"),
+              "train_ratios": _train_ratios(results)}
     text = json.dumps(report, indent=2)
     print(text)
     if args.out is not None:

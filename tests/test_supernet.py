@@ -235,3 +235,31 @@ def test_factorized_reduce_is_the_same_in_channels_last(size):
     b.square().sum().backward()
     assert torch.allclose(xr.grad, xl.grad, atol=1e-12)
     assert torch.allclose(ref.conv_1.weight.grad, lean.conv_1.weight.grad, atol=1e-10)
+
+
+def test_the_library_default_is_the_fast_path_and_switches_for_a_double_backward():
+    """SearchNetwork(space, ...) alone runs what `dartsnas search` runs (lean ops, channels-last); the exact
+    hypergradient still equals plain autograd's in NCHW, and a double backward done by hand is an error."""
+    from dartsnas.architect import Architect
+
+    torch.manual_seed(0)
+    space = SearchSpace(nodes=2, multiplier=2)
+    fast = SearchNetwork(space, 4, 5, 3).double()
+    assert fast.recompute == "ops" and all(e.lean for c in fast.cells for e in c.edges)
+    assert fast.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    plain = SearchNetwork(space, 4, 5, 3, recompute="off", channels_last=False).double()
+    plain.load_state_dict(fast.state_dict())
+    assert plain.stem[0].weight.is_contiguous()
+    x, y = torch.randn(6, 3, 8, 8, dtype=torch.float64), torch.randint(0, 5, (6,))
+    xv, yv = torch.randn(6, 3, 8, 8, dtype=torch.float64), torch.randint(0, 5, (6,))
+    out_fast, out_plain = fast(x), plain(x)  # an NCHW input is taken in the network's own format
+    assert torch.allclose(out_fast, out_plain, atol=1e-12)
+    grads = []
+    for net in (fast, plain):
+        opt = torch.optim.SGD(net.weights(), 0.1, momentum=0.9)
+        arch = Architect(net, order=2, lr=3e-4, hessian="exact")
+        grads.append(arch.hypergradient((x, y), (xv, yv), opt))
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(*grads))
+    loss = F.cross_entropy(fast(x), y)
+    with pytest.raises(RuntimeError, match="plain_autograd"):  # never a silently wrong second derivative
+        torch.autograd.grad(loss, fast.alphas()[0], create_graph=True)

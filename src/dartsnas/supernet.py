@@ -246,12 +246,20 @@ def reduction_positions(layers: int) -> tuple[int, ...]:
 
 
 class SearchNetwork(nn.Module):
-    """The DARTS supernet. ``weights()`` and ``alphas()`` are separate parameter sets with separate optimizers."""
+    """The DARTS supernet. ``weights()`` and ``alphas()`` are separate parameter sets with separate optimizers.
+
+    Built with no options it runs the fast path that ``dartsnas search`` runs: the lean autograd of the DARTS ops
+    (``recompute="ops"``), channels-last activations (inputs are converted in ``forward``) with layout-keeping
+    gradients, and on the CPU the C kernels where they apply (built on first use; ``DARTSNAS_NATIVE=0`` or no C
+    compiler: PyTorch's kernels). The lean functions are differentiable once: a double backward runs the forward
+    inside ``dartsnas.ops.lean.plain_autograd()``, as the Architect's exact mode does by itself, and anything else
+    is a clear error, never a wrong second derivative.
+    """
 
     def __init__(self, space: SearchSpace, C: int = 16, num_classes: int = 10, layers: int = 8, *,
-                 in_channels: int = 3, stem_multiplier: int = 3, recompute: str = "off", partial_channels: int = 1,
+                 in_channels: int = 3, stem_multiplier: int = 3, recompute: str = "ops", partial_channels: int = 1,
                  alphas: str = "shared", gates: str = "softmax", rule: str = "top-k",
-                 threshold: float | None = None):
+                 threshold: float | None = None, channels_last: bool = True):
         super().__init__()
         if alphas not in ALPHA_MODES:
             raise ConfigError(f"alphas must be one of {', '.join(ALPHA_MODES)}, got {alphas!r}")
@@ -308,6 +316,8 @@ class SearchNetwork(nn.Module):
             for name in self._alpha_names:
                 self.register_parameter(name.replace("alpha_", "beta_"),
                                         nn.Parameter(1e-3 * torch.randn(space.num_edges)))
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
 
     def init_from_genotype(self, genotype: Genotype, strength: float = 4.0) -> "SearchNetwork":
         """Start the alphas on ``genotype``'s cells (a search around a handcrafted network): on each edge its op,
@@ -405,6 +415,8 @@ class SearchNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ws, es = self.gates(), self.edge_gates()
+        if x.dim() == 4:  # the network's memory format, whatever the caller's (a no-op when they agree)
+            x = x.contiguous(memory_format=self.memory_format)
         s0 = s1 = self.stem(x)
         for i, cell in enumerate(self.cells):
             k = self._cell_gate_index(i, cell)

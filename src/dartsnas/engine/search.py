@@ -197,7 +197,8 @@ class Search(EpochLoop):
                                          in_channels=self.info.channels,
                                          stem_multiplier=cfg.stem_multiplier, recompute=cfg.recompute,
                                          partial_channels=cfg.partial_channels, alphas=cfg.alphas,
-                                         gates=cfg.gates, rule=self.rule, threshold=self.threshold)
+                                         gates=cfg.gates, rule=self.rule, threshold=self.threshold,
+                                         channels_last=cfg.channels_last)
         if self.space.baseline is not None:  # start from the handcrafted network's block
             self.network.init_from_genotype(self.space.baseline)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -347,8 +348,8 @@ class Search(EpochLoop):
                             list(self.metrics))
 
     def _run_epochs(self, run_dir) -> SearchResult:
-        if self.device.type == "cpu" and self.dist.is_main:
-            logger.info("%s", native.status())  # whether the CPU step has its C kernels (ops/native.py)
+        if self.dist.is_main:
+            logger.info("%s", native.status(self.device))  # which kernels the step runs (ops/native.py)
         return super()._run_epochs(run_dir)
 
     def _distance_to_previous(self, epoch: int, genotype: Genotype) -> float | None:

@@ -146,8 +146,11 @@ def available() -> bool:
     return _load() is not None
 
 
-def status() -> str:
-    """One line for logs and benchmarks: where the kernels came from, or why they are not used."""
+def status(device: torch.device | str = "cpu") -> str:
+    """One line for logs and benchmarks: which kernels the fast path uses on ``device``: where the C kernels
+    came from, or why they are not used (on other devices: PyTorch's, since these are CPU kernels)."""
+    if torch.device(device).type != "cpu":
+        return f"fast path on {device}: PyTorch's kernels (the native kernels are CPU-only)"
     if available():
         return f"native CPU kernels: {_lib._name}"
     return f"native CPU kernels off ({_error})"
