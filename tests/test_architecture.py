@@ -87,7 +87,11 @@ def test_setup_process_is_the_one_call_that_changes_the_process():
         assert torch.equal(first[0], second[0]) and first[1:] == second[1:]
         setup_process(7, rank=1, device="cpu")  # another process of a torchrun job draws its own numbers
         assert not torch.equal(torch.rand(3), first[0])
+        assert "1 CPU thread(s)" in setup_process(threads=1)["threads"] and torch.get_num_threads() == 1
+        auto = setup_process(threads=None, world_size=2)["threads"]  # what the machine has free, shared by two
+        assert 1 <= torch.get_num_threads() <= max(1, len(os.sched_getaffinity(0)) // 2) and "load" in auto
     finally:
+        torch.set_num_threads(saved["threads"])
         torch.set_rng_state(saved["torch"])
         torch.use_deterministic_algorithms(saved["deterministic"])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved["cudnn"]

@@ -152,3 +152,18 @@ def test_resuming_a_run_stopped_at_its_last_epoch_end_writes_what_is_missing(sea
     (train / "final.json").unlink()
     assert main(["train", "--resume", str(train)]) == 0
     assert (train / "final.json").read_text() == final
+
+
+def test_written_files_honour_the_umask(tmp_path):
+    import os
+    import stat
+
+    from dartsnas import fileio
+
+    old = os.umask(0o022)
+    try:
+        assert stat.S_IMODE(fileio.atomic_write_bytes(tmp_path / "shared.json", b"{}").stat().st_mode) == 0o644
+        os.umask(0o077)
+        assert stat.S_IMODE(fileio.atomic_write_bytes(tmp_path / "private.json", b"{}").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

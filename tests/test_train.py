@@ -61,6 +61,14 @@ def test_evaluate_rebuilds_the_network_from_the_checkpoint_alone(train_run, caps
     assert main(["evaluate", str(train_run / "checkpoints" / "last.pt"), "--workers", "0"]) == 0
     table = capsys.readouterr().out
     assert "top-1 accuracy" in table and "multiply-adds per image" in table
+    # another test set (here: another folder) gets its own file; the run's own result stays
+    own = (train_run / "evaluation.json").read_text()
+    other = train_run.parent / "other-digits"
+    assert main(["evaluate", str(train_run), "--data", str(other), "--json", "--workers", "0"]) == 0
+    written = json.loads(capsys.readouterr().out)["written_to"]
+    assert written.startswith(str(train_run / "evaluation_digits_")) and (train_run / "evaluation.json").read_text() == own
+    assert main(["evaluate", str(train_run), "--out", str(other / "e.json"), "--workers", "0", "-q"]) == 0
+    assert json.loads((other / "e.json").read_text())["dataset"] == "digits"
 
 
 def test_train_from_a_search_run_and_epoch(search_run, tmp_path):

@@ -61,18 +61,39 @@ def test_plot_a_published_genotype_and_a_training_run(search_run, tmp_path):
     assert (train / "pictures" / "cells" / "normal.png").is_file()
 
 
-def test_without_graphviz_a_search_warns_once_and_plot_says_how_to_install(tmp_path, monkeypatch, capsys):
+def test_without_graphviz_matplotlib_draws_every_picture(tmp_path, monkeypatch, capsys):
+    """No `dot`: the cell diagrams, the GIF and the report's cells are drawn by matplotlib, and the log says so
+    once."""
     import dartsnas.viz.cells as cells
+    from PIL import Image
 
     monkeypatch.setattr(cells.shutil, "which", lambda name: None)
+    monkeypatch.setattr(cells, "_announced", set())
     run = tmp_path / "run"
     assert main(["search", *TINY, "--epochs", "2", "--out", str(run)]) == 0
-    err = capsys.readouterr().err
-    assert err.count("no cell diagrams") == 1 and "apt-get install graphviz" in err
-    assert main(["plot", str(run), "--only", "diagrams"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "apt-get install graphviz" in err[0]
-    assert main(["plot", str(run), "--only", "curves,heatmaps"]) == 0  # matplotlib pictures need no dot
+    log = (run / "log.txt").read_text()
+    assert log.count("drawn by matplotlib") == 1 and "apt-get install graphviz" in log
+    for stem in ("epoch_001_normal", "epoch_002_reduce"):
+        with Image.open(run / "pictures" / "cells" / f"{stem}.png") as im:
+            low, high = im.convert("L").getextrema()
+            assert im.width > 200 and im.height > 100 and high - low > 100
+        svg = (run / "pictures" / "cells" / f"{stem}.svg").read_text()
+        assert "<svg" in svg and "c_{k}" in svg.replace("c_{k-1}", "").replace("c_{k-2}", "")
+    assert main(["plot", str(run), "--only", "diagrams,gif"]) == 0
+    with Image.open(run / "pictures" / "search.gif") as gif:
+        assert gif.n_frames == 2
+
+
+def test_cell_layout_puts_each_node_right_of_what_it_reads():
+    from dartsnas.genotype import load_genotype
+    from dartsnas.viz.cells import cell_layout
+
+    normal = load_genotype("DARTS_V2").normal
+    pos = cell_layout(normal)
+    for i in range(len(normal.nodes)):
+        for _, src in normal.live_pairs(i):
+            assert pos[src][0] < pos[2 + i][0]
+    assert pos[-1][0] == max(x for x, _ in pos.values()) and pos[0][0] == pos[1][0] == 0
 
 
 def test_plot_bad_input_is_one_line(search_run, tmp_path, capsys):

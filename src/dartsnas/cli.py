@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
     evaluate.add_argument("--workers", type=int, default=2, help="data loader workers (default: 2)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluate.add_argument("--out", metavar="FILE", help="write the result here (default: in the run directory, "
+                                                        "evaluation.json for its own test set, "
+                                                        "evaluation_<dataset>[_<folder hash>].json for another)")
     _add_verbosity(evaluate)
     _add_ops_module(evaluate)
 
@@ -336,7 +339,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .engine.evaluate import evaluate_checkpoint, format_report
 
     report = evaluate_checkpoint(args.source, dataset=args.dataset, data=args.data, batch_size=args.batch_size,
-                                 device=args.device, workers=args.workers)
+                                 device=args.device, workers=args.workers, out=args.out)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

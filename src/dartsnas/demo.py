@@ -27,7 +27,6 @@ def run_demo(out: str | Path | None = None, *, epochs: int = DEMO_SEARCH["epochs
     from .engine.evaluate import evaluate_checkpoint
     from .runner import refuse_non_empty, run_search, run_training
     from .runs import default_run_path
-    from .viz.cells import dot_available
     from .viz.report import write_report
     from .viz.run_plots import plot_run
 
@@ -41,8 +40,7 @@ def run_demo(out: str | Path | None = None, *, epochs: int = DEMO_SEARCH["epochs
     logger.info("demo 3/3: evaluating the trained network on the 300 test digits")
     evaluation = evaluate_checkpoint(train_dir, workers=0)
     logger.info("pictures: the search as a GIF, curves, alpha heat maps (dartsnas plot)")
-    only = "diagrams,gif,curves,heatmaps,totals" if dot_available() else "curves,heatmaps,totals"
-    pictures = [f for run in (search_dir, train_dir) for f in plot_run(run, only=only)]
+    pictures = [f for run in (search_dir, train_dir) for f in plot_run(run)]
     logger.info("report pages: one per run, and the two side by side (dartsnas report)")
     pages = [write_report([search_dir]), write_report([train_dir]),
              write_report([search_dir, train_dir], base / "report.html")]

@@ -1,9 +1,31 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, then a rename (no half-written files)."""
+"""Atomic file writes: a temporary file in the same folder, fsync, then a rename (no half-written files).
+
+The file gets the permissions an ordinary ``open(path, "w")`` would give it (``0o666`` less the umask), not the
+private ``0o600`` of a temporary file, so that colleagues and web servers can read runs as usual.
+"""
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
+
+_umask_lock = threading.Lock()
+
+
+def _file_mode() -> int:
+    """``0o666`` less the process's umask (Linux: read from /proc; elsewhere set and put back, under a lock)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -12,6 +34,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -7,6 +7,7 @@ from the process is done here, by ``dartsnas search`` / ``train`` (through ``dar
 - the global random generators of Python, NumPy and torch seeded (``seed + 7919 * rank`` under torchrun, so
   that every process draws its own augmentation);
 - deterministic algorithms or cuDNN autotuning (``--deterministic``), with cuBLAS's fixed workspace;
+- the CPU threads of each process (``--threads``; by default what the machine has free);
 - on the CPU, glibc's allocator told to keep freed memory (``tune_malloc``) and the C kernels built now rather
   than inside the first step.
 """
@@ -71,15 +72,54 @@ def tune_malloc() -> bool:
     return ok
 
 
+def default_threads(world_size: int = 1) -> tuple[int, str]:
+    """CPU threads for one of ``world_size`` processes: the CPUs this process may use (its affinity), less those
+    that other work keeps busy (the 1-minute load average, taken before this run adds its own), shared by the
+    processes, capped at torch's own default; at least 1. Returns the number and why, for the log.
+
+    Two threads per process on a CPU that other work also uses made a search 5-30x slower than one (OpenMP's
+    threads spin while they wait for each other); an idle CPU gets all its cores."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        busy = int(os.getloadavg()[0] + 0.5)
+    except (AttributeError, OSError):
+        busy = 0
+    free = max(1, (cpus - busy) // max(1, world_size))
+    threads = max(1, min(free, torch.get_num_threads()))
+    return threads, f"{cpus} CPU(s) usable, load {busy}, {world_size} process(es)"
+
+
+def set_threads(threads: int | None, world_size: int = 1) -> str:
+    """``torch.set_num_threads``: ``threads``, or ``default_threads`` when None; returns the choice as a line
+    for the run's log."""
+    if threads is None:
+        threads, why = default_threads(world_size)
+        line = f"{threads} CPU thread(s) per process ({why}; --threads N to choose)"
+    elif threads < 1:
+        from .errors import ConfigError
+
+        raise ConfigError(f"--threads must be >= 1, got {threads}")
+    else:
+        line = f"{threads} CPU thread(s) per process (--threads)"
+    torch.set_num_threads(int(threads))
+    return line
+
+
 def setup_process(seed: int | None = None, *, deterministic: bool = False, device: Any = "cpu",
-                  rank: int = 0) -> dict[str, Any]:
+                  rank: int = 0, threads: int | None | bool = False, world_size: int = 1) -> dict[str, Any]:
     """Prepare this process for a run: seed the global generators (``seed + 7919 * rank``; None: leave them),
-    set determinism (``deterministic``), and on a CPU ``device`` tune the allocator and build the C kernels.
-    Returns what was done, for the log."""
+    set determinism (``deterministic``), set the CPU threads (``threads``: a number, None for the default of
+    ``default_threads``, False to leave them), and on a CPU ``device`` tune the allocator and build the C
+    kernels. Returns what was done, for the log."""
+    done: dict[str, Any] = {"seed": seed, "deterministic": bool(deterministic)}
+    if threads is not False:
+        done["threads"] = set_threads(threads, world_size)
     if seed is not None:
         seed_everything(int(seed) + RANK_SEED_STRIDE * int(rank))
     configure_determinism(bool(deterministic))
-    done: dict[str, Any] = {"seed": seed, "deterministic": bool(deterministic)}
     if torch.device(device).type == "cpu":
         from .ops import native
 
@@ -88,4 +128,5 @@ def setup_process(seed: int | None = None, *, deterministic: bool = False, devic
     return done
 
 
-__all__ = ["RANK_SEED_STRIDE", "configure_determinism", "seed_everything", "setup_process", "tune_malloc"]
+__all__ = ["RANK_SEED_STRIDE", "configure_determinism", "default_threads", "seed_everything", "set_threads",
+           "setup_process", "tune_malloc"]

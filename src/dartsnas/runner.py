@@ -38,7 +38,7 @@ def run_search(config: ConfigLike = None, *, overrides: Mapping[str, Any] | None
     from .engine.search import RESUME_LOCKED, Search
 
     run, cfg = _prepare(SearchConfig, config, overrides, resume, RESUME_LOCKED)
-    with _session(cfg, search_hooks() if hooks is None else hooks) as (dist, device, hooks):
+    with _session(cfg, search_hooks() if hooks is None else hooks) as (dist, device, hooks, setup):
         path = None if run is not None else _new_run_path(dist, cfg, "search")
         search = Search(cfg, dist=dist, device=device, hooks=hooks, show_progress=show_progress)
         saved = lambda: _saved_config(cfg, search)  # noqa: E731
@@ -57,7 +57,7 @@ def run_search(config: ConfigLike = None, *, overrides: Mapping[str, Any] | None
                       search.network.num_weights(), search.network.num_alphas(), len(search.train_loader.dataset),
                       len(search.val_loader.dataset), " per process" if dist.enabled else "",
                       _describe_world(dist, search.device))]
-        return _execute(search, run, dist, lines)
+        return _execute(search, run, dist, [*lines, _threads_line(setup)])
 
 
 def run_training(config: ConfigLike = None, *, overrides: Mapping[str, Any] | None = None,
@@ -68,7 +68,7 @@ def run_training(config: ConfigLike = None, *, overrides: Mapping[str, Any] | No
     from .genotype import Genotype, save_genotype
 
     run, cfg = _prepare(TrainConfig, config, overrides, resume, RESUME_LOCKED)
-    with _session(cfg, training_hooks() if hooks is None else hooks) as (dist, device, hooks):
+    with _session(cfg, training_hooks() if hooks is None else hooks) as (dist, device, hooks, setup):
         state = run.load_checkpoint() if run is not None else None
         if state is not None:
             genotype = Genotype.from_dict(state["net_args"]["genotype"])
@@ -93,7 +93,7 @@ def run_training(config: ConfigLike = None, *, overrides: Mapping[str, Any] | No
                       "test images%s, %s", cfg.dataset, f"{trainer.params:,}", f"{trainer.params_with_aux:,}",
                       f"{trainer.macs:,}", len(trainer.train_loader.dataset), len(trainer.test_loader.dataset),
                       " per process" if dist.enabled else "", _describe_world(dist, trainer.device))]
-        return _execute(trainer, run, dist, lines)
+        return _execute(trainer, run, dist, [*lines, _threads_line(setup)])
 
 
 def search_hooks() -> list:
@@ -186,9 +186,9 @@ def _prepare(cls: type, config: ConfigLike, overrides: Mapping[str, Any] | None,
 
 
 @contextlib.contextmanager
-def _session(cfg, hooks: Sequence[Any]) -> Iterator[tuple[Any, str, list]]:
-    """Join torchrun's process group (one process otherwise) and set the process up; yields it, the device name
-    and the hooks as a list; afterwards close the hooks and leave the group (waiting for the other ranks only after a normal end: after an error they may never
+def _session(cfg, hooks: Sequence[Any]) -> Iterator[tuple[Any, str, list, dict]]:
+    """Join torchrun's process group (one process otherwise) and set the process up; yields it, the device name,
+    the hooks as a list and what ``setup_process`` did; afterwards close the hooks and leave the group (waiting for the other ranks only after a normal end: after an error they may never
     arrive)."""
     from .engine import distributed
     from .engine.common import resolve_device
@@ -198,8 +198,9 @@ def _session(cfg, hooks: Sequence[Any]) -> Iterator[tuple[Any, str, list]]:
     ok, hooks = False, list(hooks)
     try:
         dist, device = distributed.setup(cfg.device)
-        setup_process(cfg.seed, deterministic=cfg.deterministic, device=resolve_device(device), rank=dist.rank)
-        yield dist, device, hooks
+        setup = setup_process(cfg.seed, deterministic=cfg.deterministic, device=resolve_device(device),
+                              rank=dist.rank, threads=cfg.threads, world_size=dist.world_size)
+        yield dist, device, hooks, setup
         ok = True
     finally:
         close_hooks(hooks)
@@ -225,6 +226,10 @@ def _execute(engine, run: RunDir, dist, lines: Sequence[tuple]):
             logger.removeHandler(handler)
             logger.setLevel(level)
             handler.close()
+
+
+def _threads_line(setup: dict[str, Any]) -> tuple:
+    return ("using %s", setup.get("threads", "torch's default CPU threads"))
 
 
 def _refuse_finished(run: RunDir, final_file: Path, done: int, epochs: int) -> None:

@@ -86,6 +86,21 @@ class RunDir:
     evaluation_path = _RunFile("evaluation.json")
     log_path = _RunFile("log.txt")
 
+    def evaluation_path_for(self, dataset: str, data: str | None, trained_on: tuple[str, str | None]) -> Path:
+        """Where an evaluation on ``dataset`` in ``data`` goes: ``evaluation.json`` for the test set the run
+        trained with, ``evaluation_<dataset>.json`` for another data set in its default folder, and
+        ``evaluation_<dataset>_<8 hex of the folder>.json`` for a data set in another folder: one file per test set,
+        never one overwriting another."""
+        import hashlib
+
+        def folder(d):
+            return None if d is None else str(Path(d).expanduser().resolve())
+
+        if (dataset, folder(data)) == (trained_on[0], folder(trained_on[1])):
+            return self.evaluation_path
+        tag = "" if data is None else "_" + hashlib.sha256(folder(data).encode()).hexdigest()[:8]
+        return self.path / f"evaluation_{dataset}{tag}.json"
+
     def rule_genotype_path(self, rule: str) -> Path:
         return self.path / f"genotype_{rule}.json"
 

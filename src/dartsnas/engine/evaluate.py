@@ -1,6 +1,8 @@
 """Evaluation of a trained network from its checkpoint alone, and counts of a genotype's network."""
 from __future__ import annotations
 
+import json
+
 import logging
 from pathlib import Path
 from typing import Any
@@ -59,8 +61,11 @@ def load_network(source: str | Path, map_location: Any = "cpu") -> tuple[EvalNet
 
 
 def evaluate_checkpoint(source: str | Path, *, dataset: str | None = None, data: str | None = None,
-                        batch_size: int = 256, device: str = "auto", workers: int = 2) -> dict[str, Any]:
-    """Top-1/top-5 test accuracy, loss, parameters, multiply-adds and images per second of a trained network."""
+                        batch_size: int = 256, device: str = "auto", workers: int = 2,
+                        out: str | Path | None = None) -> dict[str, Any]:
+    """Top-1/top-5 test accuracy, loss, parameters, multiply-adds and images per second of a trained network.
+    Written as JSON to ``out``, else into the run directory, one file per test set (``RunDir.evaluation_path_for``:
+    ``evaluation.json`` is always the run's own test set)."""
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
@@ -91,9 +96,17 @@ def evaluate_checkpoint(source: str | Path, *, dataset: str | None = None, data:
         "device": str(dev),
     }
     _, run = _checkpoint_path(source)
-    if run is not None:
+    if out is not None:
+        from ..fileio import atomic_write_text
+
+        atomic_write_text(Path(out), json.dumps(report, indent=2))
+        report["written_to"] = str(out)
+    elif run is not None:
         run_dir = RunDir(run)
-        run_dir.write_json(run_dir.evaluation_path, report)
+        path = run_dir.evaluation_path_for(name, data if data is not None else cfg.get("data"),
+                                           (cfg.get("dataset"), cfg.get("data")))
+        run_dir.write_json(path, report)
+        report["written_to"] = str(path)
     return report
 
 

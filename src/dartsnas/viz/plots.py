@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import DartsNASError
-from .cells import GraphvizMissing, INSTALL_HINT, cell_graph, dot_available, op_color
+from .cells import cell_png, op_color
 
 
 def _pyplot():
@@ -171,7 +171,7 @@ def _frame(genotype, caption: str):
         designs = [(genotype.normal, "normal cell"), (genotype.reduce, "reduction cell")]
     parts = []
     for design, name in designs:
-        png = cell_graph(design, name).pipe(format="png")
+        png = cell_png(design, name)
         parts.append(Image.open(io.BytesIO(png)).convert("RGB"))
     head, per_row = 40, 2 if len(parts) <= 2 else 4
     rows = [parts[i:i + per_row] for i in range(0, len(parts), per_row)]
@@ -198,8 +198,6 @@ def _search_frames(genotypes: Sequence[Any], captions: Sequence[str]):
     """One RGB frame per genotype, all padded to the same size."""
     from PIL import Image
 
-    if not dot_available():
-        raise GraphvizMissing(INSTALL_HINT)
     frames = [_frame(g, c) for g, c in zip(genotypes, captions)]
     width, height = max(f.width for f in frames), max(f.height for f in frames)
     padded = []

@@ -124,23 +124,16 @@ class RunReport:
 
     def _pictures(self) -> list[tuple[str, list[tuple[Path, str]]]]:
         """(heading, [(file, caption)]) groups, drawn into RUN/pictures when not there yet."""
-        from .cells import GraphvizMissing, dot_available, draw_genotype
+        from .cells import draw_genotype
         from .plots import plot_alpha_heatmaps, plot_curves, plot_op_totals
 
         folder = self.run.path / "pictures"
         groups: list[tuple[str, list[tuple[Path, str]]]] = []
-        dot = dot_available()
-        if not dot:
-            self.notes.append("graphviz's dot is not installed: no cell diagrams and no GIF "
-                              "(apt-get install graphviz, then report again)")
-        if self.genotype is not None and dot:
-            try:
-                files = draw_genotype(self.genotype, folder / "cells", stem="final_")
-                svgs = [f for f in files if f.suffix == ".svg"]
-                groups.append(("Final cells", [(f, f.stem[len("final_"):].replace("reduce", "reduction cell")
-                                                .replace("normal", "normal cell").replace("_", " ")) for f in svgs]))
-            except GraphvizMissing:
-                pass
+        if self.genotype is not None:  # graphviz draws them when installed, matplotlib otherwise
+            files = draw_genotype(self.genotype, folder / "cells", stem="final_")
+            svgs = [f for f in files if f.suffix == ".svg"]
+            groups.append(("Final cells", [(f, f.stem[len("final_"):].replace("reduce", "reduction cell")
+                                            .replace("normal", "normal cell").replace("_", " ")) for f in svgs]))
         if self.rows:
             curves = plot_curves(self.rows, folder / "curves.png", title=self.name)
             groups.append(("Curves", [(curves, "loss, accuracy and learning rate by epoch")]))
@@ -159,7 +152,7 @@ class RunReport:
                        "each op's weight summed over edges, by epoch (skip-connection collapse shows as "
                        "skip_connect rising)")]
             groups.append(("Architecture weights", alphas))
-            if dot and last >= 1:
+            if last >= 1:
                 from .run_plots import plot_run
 
                 gif = plot_run(self.run.path, only="gif")
@@ -192,6 +185,9 @@ class RunReport:
         parts += [f'<p class="note">{_e(n)}</p>' for n in self.notes]
         facts = [("data set", s["dataset"]), ("epochs", f"{s['epochs']} of {s['planned']}")]
         if self.kind == "train":
+            if self.evaluation.get("test_images"):
+                facts.append(("test set", f"{self.evaluation.get('dataset', s['dataset'])} "
+                                          f"({self.evaluation['test_images']:,} images)"))
             facts.append(("test accuracy (%)", _num(s["accuracy"])))
             if self.evaluation.get("top5") or self.final.get("test_top5"):
                 facts.append(("test top-5 accuracy (%)", _num(self.evaluation.get("top5") or
