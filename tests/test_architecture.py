@@ -166,3 +166,25 @@ def test_the_demo_runs_through_the_library(tmp_path, capsys):
               "search/report.html", "train/report.html", "search/pictures/curves.png"):
         assert (tmp_path / "demo" / f).is_file(), f
     assert main(["demo", "--epochs", "1", "--out", str(tmp_path / "demo"), "-q"]) == 2  # never over a run
+
+
+def test_the_readmes_python_examples_run(tmp_path, monkeypatch):
+    """Every Python block of the README's Python API section runs as written, except those that start a whole
+    search (run_search, run_training: the API test above runs those)."""
+    import re
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    section = readme.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", section, flags=re.S)
+              if "run_search(" not in b and "run_training(" not in b]
+    assert len(blocks) >= 2
+    monkeypatch.chdir(tmp_path)
+    from dartsnas.ops import OPS
+
+    try:
+        for block in blocks:
+            exec(compile(block, str(readme), "exec"), {})
+    finally:
+        OPS.unregister("my_conv_3x3")
+    assert (tmp_path / "genotype.json").is_file()

@@ -73,9 +73,11 @@ def test_evaluate_rebuilds_the_network_from_the_checkpoint_alone(train_run, caps
 
 def test_train_from_a_search_run_and_epoch(search_run, tmp_path):
     out = tmp_path / "t"
-    assert main(["train", "--from-run", str(search_run), "--epoch", "1", *TINY_TRAIN, "--epochs", "1",
+    without_dataset = [a for a in TINY_TRAIN if a not in ("--dataset", "digits")]
+    assert main(["train", "--from-run", str(search_run), "--epoch", "1", *without_dataset, "--epochs", "1",
                  "--out", str(out)]) == 0
     assert load_genotype(out / "genotype.json") == load_genotype(search_run / "genotypes/epoch_001.json")
+    assert "dataset: digits" in (out / "config.yaml").read_text()  # the search's data set, not cifar10
 
 
 def test_derive_any_epoch_from_the_alpha_history(search_run, tmp_path, capsys):

@@ -58,7 +58,7 @@ def test_plot_a_published_genotype_and_a_training_run(search_run, tmp_path):
                  "4", "--batch-size", "128", "--workers", "0", "--epochs", "2", "--out", str(train), "-q"]) == 0
     assert main(["plot", str(train)]) == 0
     assert image(train / "pictures" / "curves.png", 800)[0] == "PNG"
-    assert (train / "pictures" / "cells" / "normal.png").is_file()
+    assert (train / "pictures" / "cells" / "final_normal.png").is_file()
 
 
 def test_without_graphviz_matplotlib_draws_every_picture(tmp_path, monkeypatch, capsys):

@@ -94,7 +94,9 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         meta = dict(f.metadata)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
-        help_text = f"{meta.get('help', '')} (default: {shown})"
+        help_text = meta.get("help", "")
+        if "(default:" not in help_text:  # a help that says its default (the space's, ...) says it once
+            help_text = f"{help_text} (default: {shown})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         if hint is bool or (get_origin(hint) is not None and bool in get_args(hint)):
             kwargs["action"] = argparse.BooleanOptionalAction

@@ -67,7 +67,9 @@ class SearchConfig(RunOptions):
         "how many of the last nodes form the cell output (default: the space's, 4; with --nodes alone, all)"))
     stem_multiplier: int = field(default=3, metadata=help_("stem channels = stem_multiplier * C"))
     space: str = field(default="darts", metadata=help_(
-        "search space: darts, mobile, attention, approx, or a YAML file with primitives, nodes, multiplier",
+        "search space: a registered one (`dartsnas ops` lists them: darts, mobile, attention, approx, resnet18, "
+        "resnet50, xception, dartopti-resnet18, dartopti-resnet50, dartopti-xception) or a YAML file with "
+        "primitives, nodes, multiplier",
         metavar="NAME|FILE"))
     primitives: list[str] | None = field(default=None, metadata=help_(
         "candidate ops, comma-separated (default: the space's)", metavar="OP,OP,..."))

@@ -168,9 +168,10 @@ def _prepare(cls: type, config: ConfigLike, overrides: Mapping[str, Any] | None,
     if resume is None:
         if isinstance(config, cls):
             return None, load_config(cls, None, {**config.to_dict(), **overrides})
-        if isinstance(config, Mapping):
-            return None, load_config(cls, None, {**dict(config), **overrides})
-        return None, load_config(cls, config, overrides)
+        given = dict(config) if isinstance(config, Mapping) else read_yaml(config) if config is not None else {}
+        if cls is TrainConfig:
+            overrides = {**_from_search(given, overrides), **overrides}
+        return None, load_config(cls, None, {**given, **overrides})
     if config is not None:
         raise DartsNASError("--resume takes the config from the run; leave out --config")
     run = RunDir.open(resume)
@@ -183,6 +184,21 @@ def _prepare(cls: type, config: ConfigLike, overrides: Mapping[str, Any] | None,
     cfg = load_config(cls, None, {**saved, **overrides})
     cfg.out = str(run.path)
     return run, cfg
+
+
+def _from_search(given: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Training from a search run: the search's data set and data folder, where the training names neither."""
+    from .runs import is_course_history
+
+    values = {**given, **overrides}
+    source = values.get("from_run")
+    if not source or values.get("genotype") is not None or "dataset" in values or is_course_history(source):
+        return {}
+    searched = read_yaml(RunDir.open(source).config_path)
+    inherited = {k: searched[k] for k in ("dataset", "data") if searched.get(k) is not None and k not in values}
+    if inherited:
+        logger.info("training on the search's data: %s", ", ".join(f"{k} {v}" for k, v in inherited.items()))
+    return inherited
 
 
 @contextlib.contextmanager

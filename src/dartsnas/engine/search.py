@@ -332,7 +332,15 @@ class Search(EpochLoop):
 
     def describe(self, row: dict[str, Any]) -> str:
         return (f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}%  val loss {row['val_loss']:.4f} "
-                f"acc {row['val_acc']:.2f}%  lr {row['lr']:.5f}  {row['seconds']:.1f}s  genotype {self.genotype}")
+                f"acc {row['val_acc']:.2f}%  lr {row['lr']:.5f}  {row['seconds']:.1f}s  {self._genotype_note(row)}")
+
+    def _genotype_note(self, row: dict[str, Any]) -> str:
+        """The genotype in the epoch's log line when it changed; else that it did not (in full with -v)."""
+        moved = row.get("genotype_distance")
+        if moved in (None, "") or float(moved) > 0:
+            return f"genotype {self.genotype}"
+        logger.debug("genotype %s", self.genotype)
+        return "genotype unchanged"
 
     def early_stop(self) -> str | None:
         if self.converged():

@@ -61,7 +61,8 @@ def plot_run(source: str | Path, *, out: str | Path | None = None, epochs: str =
         files.append(plot_curves(rows, folder / "curves.png", title=run.path.name))
     if not is_search:  # a training run: its genotype and curves
         if "diagrams" in wanted and run.genotype_path.is_file():
-            files += draw_genotype(load_genotype(run.genotype_path), folder / "cells")
+            # named as the report names a run's final cells
+            files += draw_genotype(load_genotype(run.genotype_path), folder / "cells", stem="final_")
         return files
     history = run.read_alpha_history()
     primitives = [str(p) for p in history["primitives"]]
