@@ -40,12 +40,18 @@ def test_modes_training_and_markdown(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     results = report["results"]
-    assert [r["impl"] for r in results] == ["ours-edges", "ours-pc4", "contiguous", "channels-last"]
+    assert [r["impl"] for r in results] == ["ours-edges", "ours-pc4", "original", "contiguous", "channels-last"]
     assert all("error" not in r for r in results), results
     train = [r for r in results if r.get("mode") == "train"]
     assert all(r["images_per_s"] > 0 and r["batch"] == 8 for r in train)
+    # each of ours against the original-style training network, within the round
+    ratios = {q["impl"]: q for q in report["train_ratios"]}
+    by_impl = {r["impl"]: r for r in train}
+    assert ratios["channels-last"]["speedup_vs_original"] == pytest.approx(
+        by_impl["channels-last"]["images_per_s"] / by_impl["original"]["images_per_s"])
     text = md.read_text()
     assert "| ours-edges | 1 | 4 |" in text and "| ours-pc4 | 1 | 4 |" in text and "images / s" in text
+    assert "speed-up vs original" in text
 
 
 @pytest.mark.slow
@@ -72,7 +78,8 @@ def test_interleaved_rounds_and_bf16_rows(tmp_path):
             assert q["rounds"] == 2 and len(q["speedup_per_round"]) == 2
             assert q["speedup_vs_yardstick"] == pytest.approx(sum(q["speedup_per_round"]) / 2)
     train = [r for r in report["results"] if r.get("mode") == "train"]
-    assert [r["impl"] for r in train] == ["channels-last-bf16"] and train[0]["images_per_s"] > 0
+    assert [(r["impl"], r["round"]) for r in train] == [("channels-last-bf16", 0), ("channels-last-bf16", 1)]
+    assert all(r["images_per_s"] > 0 for r in train)
     text = md.read_text()
     assert "2 interleaved rounds" in text and "| ours-bf16 | 1 | 4 |" in text and "channels-last-bf16" in text
 
