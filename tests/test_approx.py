@@ -7,7 +7,6 @@ import struct
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 import dartsnas.ops.approx as approx

@@ -188,3 +188,23 @@ def test_the_readmes_python_examples_run(tmp_path, monkeypatch):
     finally:
         OPS.unregister("my_conv_3x3")
     assert (tmp_path / "genotype.json").is_file()
+
+
+def test_a_first_trial_quick_recipe_and_limited_batches(tmp_path):
+    from dartsnas import run_training
+
+    class Steps(Hook):
+        def __init__(self):
+            self.steps = []
+
+        def after_step(self, loop, end):
+            self.steps.append((end.epoch, end.step, end.steps))
+
+    steps = Steps()
+    result = run_training({"genotype": "DARTS_V2", "dataset": "digits", "recipe": "quick", "epochs": 2,
+                           "limit_batches": 2, "workers": 0, "out": str(tmp_path / "t")}, hooks=[steps],
+                          show_progress=False)
+    assert steps.steps == [(1, 1, 2), (1, 2, 2), (2, 1, 2), (2, 2, 2)]
+    cfg = (tmp_path / "t" / "config.yaml").read_text()
+    assert "layers: 8" in cfg and "init_channels: 16" in cfg and "limit_batches: 2" in cfg
+    assert result.final["test_acc"] is not None  # evaluation stays on the whole test set

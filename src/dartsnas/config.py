@@ -30,6 +30,19 @@ def help_(text: str, **meta: Any) -> dict:
     return {"help": text, **meta}
 
 
+# Training recipes: defaults applied under the config file and flags (recipe=...). cifar: the paper's CIFAR
+# training (the plain defaults); imagenet: its ImageNet training (Section 3.4); quick: a first trial.
+RECIPES: dict[str, dict[str, Any]] = {
+    "cifar": {},
+    # a first trial: does the cell train on my data at all? Minutes on a CPU for small images, not a result
+    "quick": {"epochs": 10, "layers": 8, "init_channels": 16, "batch_size": 64, "drop_path_prob": 0.0,
+              "auxiliary": False},
+    "imagenet": {"epochs": 250, "batch_size": 128, "lr": 0.1, "scheduler": "step", "lr_gamma": 0.97,
+                 "weight_decay": 3e-5, "label_smoothing": 0.1, "auxiliary_weight": 0.4, "layers": 14,
+                 "init_channels": 48, "stem": "imagenet", "drop_path_prob": 0.0, "dataset": "imagenet"},
+}
+
+
 @dataclass
 class RunOptions:
     """Run-time options that search and training share (where and how a run runs, not what it computes)."""
@@ -42,6 +55,9 @@ class RunOptions:
     out: str | None = field(default=None, metadata=help_(
         "run directory (default: runs/<search|train>-<dataset>-<time>)", metavar="DIR"))
     download: bool = field(default=True, metadata=help_("download cifar10/cifar100 when missing and online"))
+    limit_batches: int | None = field(default=None, metadata=help_(
+        "train on at most N batches per epoch (a first trial on a large data set; evaluation stays whole) "
+        "(default: all)", metavar="N"))
     log_every: int = field(default=50, metadata=help_("log a line every N steps when not on a terminal (0: off)"))
     checkpoint_every: int = field(default=100, metadata=help_(
         "also save a checkpoint every N steps within an epoch, to resume mid-epoch (0: at epoch ends only)"))
@@ -216,8 +232,9 @@ class TrainConfig(RunOptions):
         "multiplier table of the approx_* ops: an EvoApprox8b .bin file or a 256x256 .npy array (default: with "
         "--from-run, the search's; else exact products)", metavar="FILE"))
     recipe: str = field(default="cifar", metadata=help_(
-        "default settings: cifar (the paper's CIFAR training) or imagenet (its ImageNet training)",
-        choices=["cifar", "imagenet"]))
+        "default settings: cifar (the paper's CIFAR training), imagenet (its ImageNet training) or quick (a first "
+        "trial: 10 epochs of an 8-cell, C=16 network, batch 64, no auxiliary head or drop path)",
+        choices=list(RECIPES)))
     dataset: str = field(default="cifar10", metadata=help_(
         "data set: cifar10, cifar100, mnist, fashionmnist, imagefolder, imagenet, digits (any case)"))
     data: str = field(default="data", metadata=help_("folder holding the data set", metavar="DIR"))
@@ -288,15 +305,6 @@ class TrainConfig(RunOptions):
         return dataclasses.asdict(self)
 
 
-# The paper's ImageNet training (Section 3.4): applied under the config file and flags when recipe=imagenet.
-RECIPES: dict[str, dict[str, Any]] = {
-    "cifar": {},
-    "imagenet": {"epochs": 250, "batch_size": 128, "lr": 0.1, "scheduler": "step", "lr_gamma": 0.97,
-                 "weight_decay": 3e-5, "label_smoothing": 0.1, "auxiliary_weight": 0.4, "layers": 14,
-                 "init_channels": 48, "stem": "imagenet", "drop_path_prob": 0.0, "dataset": "imagenet"},
-}
-
-
 def _type_matches(value: Any, hint: Any) -> bool:
     origin = get_origin(hint)
     args = get_args(hint)
@@ -324,8 +332,9 @@ def _check_common(cfg: Any) -> None:
     """What every config checks first: each value's type, and the data set's name (made canonical)."""
     _check_types(cfg)
     cfg.dataset = _dataset_name(cfg.dataset)
-    if cfg.threads is not None and cfg.threads < 1:
-        raise ConfigError(f"threads must be >= 1, got {cfg.threads}")
+    for name in ("threads", "limit_batches"):
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
 
 
 def _check_types(cfg: Any) -> None:

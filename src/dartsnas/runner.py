@@ -171,7 +171,9 @@ def _prepare(cls: type, config: ConfigLike, overrides: Mapping[str, Any] | None,
         given = dict(config) if isinstance(config, Mapping) else read_yaml(config) if config is not None else {}
         if cls is TrainConfig:
             overrides = {**_from_search(given, overrides), **overrides}
-        return None, load_config(cls, None, {**given, **overrides})
+        if isinstance(config, Mapping):
+            return None, load_config(cls, None, {**given, **overrides})
+        return None, load_config(cls, config, overrides)  # errors name the file
     if config is not None:
         raise DartsNASError("--resume takes the config from the run; leave out --config")
     run = RunDir.open(resume)

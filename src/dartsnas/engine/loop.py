@@ -172,7 +172,7 @@ class EpochLoop:
                 logger.info("stopping early after epoch %d: %s", epoch, reason)
                 break
             if self._stop.requested:
-                raise StopRequested(self._stop.requested, epoch, self.steps_per_epoch())
+                raise StopRequested(self._stop.requested, epoch, self.steps())
         for hook in self._active:
             hook.after_run(self)
         return self.result()
@@ -186,7 +186,7 @@ class EpochLoop:
         self._epoch_rng = self.loader_states()
         self._avg = avg = Average().load(resume["avg"]) if resume else Average()
         self.begin_epoch(epoch, resume)
-        steps = self.steps_per_epoch()
+        steps = self.steps()
         first = int(resume["step"]) if resume else 0
         batches = self.batches()
         if resume is not None:
@@ -213,6 +213,11 @@ class EpochLoop:
             if stop and step < steps:
                 raise StopRequested(stop, epoch, step)
         return self.epoch_summary(Average().load(self.dist.sum(avg.state())))
+
+    def steps(self) -> int:
+        """Steps per epoch: the subclass's, at most ``cfg.limit_batches`` (a first trial on a subset)."""
+        limit = getattr(self.cfg, "limit_batches", None)
+        return min(self.steps_per_epoch(), limit) if limit else self.steps_per_epoch()
 
     def position(self, step: int) -> dict[str, Any]:
         """The mid-epoch position after ``step`` of the current epoch, for a checkpoint."""

@@ -144,7 +144,7 @@ def cell_figure_bytes(design: CellDesign, title: str | None, fmt: str) -> bytes:
     from matplotlib.patches import FancyArrowPatch
 
     pos = cell_layout(design)
-    width = 1.9 * (max(x for x, _ in pos.values()) + 1) + 0.6
+    width = 2.4 * (max(x for x, _ in pos.values()) + 1) + 0.6
     height = 1.15 * (max(y for _, y in pos.values()) - min(y for _, y in pos.values()) + 1) + 0.9
     fig, ax = plt.subplots(figsize=(max(width, 4.0), max(height, 2.4)), dpi=96)
     try:
@@ -163,8 +163,9 @@ def cell_figure_bytes(design: CellDesign, title: str | None, fmt: str) -> bytes:
             ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=12,
                                          connectionstyle=f"arc3,rad={rad}", color=color,
                                          lw=2.0 if op else 1.2, shrinkA=17, shrinkB=17))
-            if op:
-                mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+            if op:  # the label two thirds of the way along: edges leaving one input part there
+                t = 0.66
+                mx, my = x0 + t * (x1 - x0), y0 + t * (y1 - y0)
                 ax.text(mx - rad * (y1 - y0) / 2, my + rad * (x1 - x0) / 2, op, color=color, fontsize=8,
                         ha="center", va="center", bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none",
                                                             alpha=0.85))
