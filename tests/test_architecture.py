@@ -208,3 +208,16 @@ def test_a_first_trial_quick_recipe_and_limited_batches(tmp_path):
     cfg = (tmp_path / "t" / "config.yaml").read_text()
     assert "layers: 8" in cfg and "init_channels: 16" in cfg and "limit_batches: 2" in cfg
     assert result.final["test_acc"] is not None  # evaluation stays on the whole test set
+
+
+def test_the_readmes_op_table_lists_every_shipped_op():
+    import re
+    from pathlib import Path
+
+    from dartsnas.ops import OPS
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = text.split("| op | parameters | multiply-adds (C=16, 32x32, stride 1) | what it is |", 1)[1]
+    listed = re.findall(r"^\| `([^`]+)` \|", table.split("\n\n", 1)[0], flags=re.M)
+    shipped = {n for n in OPS.names() if n != "my_conv_3x3"}  # the README's own example, if a test left it
+    assert set(listed) == shipped, "regenerate the table with: dartsnas ops --markdown"
