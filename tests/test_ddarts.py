@@ -62,15 +62,19 @@ def test_each_cell_gets_its_own_gradient_once(order, hessian):
     else:  # autograd through the virtual step w' = w - xi * (grad + wd * w) (no momentum buffer yet)
         from torch.func import functional_call
 
+        from dartsnas.ops.lean import plain_autograd
+
         names = [n for n, _ in net.named_weights()]
         weights = list(net.weights())
-        buffers = {n: b.clone() for n, b in net.named_buffers()}
-        loss = torch.nn.functional.cross_entropy(functional_call(net, {**buffers}, (train[0],)), train[1])
-        g = torch.autograd.grad(loss, weights, create_graph=True)
-        virtual = {n: w - 0.1 * (gw + 3e-4 * w) for n, w, gw in zip(names, weights, g)}
-        buffers = {n: b.clone() for n, b in net.named_buffers()}
-        val_loss = torch.nn.functional.cross_entropy(functional_call(net, {**buffers, **virtual}, (val[0],)), val[1])
-        want = torch.autograd.grad(val_loss, alphas)
+        with plain_autograd():  # a double backward: the modules' own autograd
+            buffers = {n: b.clone() for n, b in net.named_buffers()}
+            loss = torch.nn.functional.cross_entropy(functional_call(net, {**buffers}, (train[0],)), train[1])
+            g = torch.autograd.grad(loss, weights, create_graph=True)
+            virtual = {n: w - 0.1 * (gw + 3e-4 * w) for n, w, gw in zip(names, weights, g)}
+            buffers = {n: b.clone() for n, b in net.named_buffers()}
+            val_loss = torch.nn.functional.cross_entropy(functional_call(net, {**buffers, **virtual}, (val[0],)),
+                                                         val[1])
+            want = torch.autograd.grad(val_loss, alphas)
     for i, (a, b) in enumerate(zip(got, want)):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-12), f"cell {i}"
 

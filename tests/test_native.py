@@ -129,8 +129,8 @@ def test_lean_ops_same_gradients_with_and_without_the_kernels(op, monkeypatch):
     monkeypatch.setattr(native, "_tried", True)
     monkeypatch.setattr(native, "_lib", None)
     without = grads()
-    for a, b in zip(with_kernels, without):
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    for a, b in zip(with_kernels, without):  # float32 sums in another order: tolerance relative to the scale
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * max(1.0, float(b.abs().max())))
 
 
 def test_a_failed_build_leaves_pytorch_kernels(monkeypatch, tmp_path):

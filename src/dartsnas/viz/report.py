@@ -47,9 +47,10 @@ def _num(value: Any, digits: int = 2) -> str:
         v = float(value)
     except (TypeError, ValueError):
         return _e(value)
-    if v.is_integer():
+    whole = isinstance(value, int) or (isinstance(value, str) and value.strip().lstrip("-").isdigit())
+    if whole or (v.is_integer() and abs(v) >= 1000):  # counts as counts, not 1.00
         return f"{int(v):,}"
-    if abs(v) < 10 ** -digits:  # a small loss or weight: significant digits rather than 0.00
+    if 0 < abs(v) < 10 ** -digits:  # a small loss or weight: significant digits rather than 0.00
         return f"{v:.3g}"
     return f"{v:.{digits}f}"
 
