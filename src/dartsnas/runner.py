@@ -167,12 +167,12 @@ def _prepare(cls: type, config: ConfigLike, overrides: Mapping[str, Any] | None,
     overrides = absolute_paths(overrides or {})
     if resume is None:
         if isinstance(config, cls):
-            return None, load_config(cls, None, {**config.to_dict(), **overrides})
-        given = dict(config) if isinstance(config, Mapping) else read_yaml(config) if config is not None else {}
-        if cls is TrainConfig:
+            config = config.to_dict()
+        if cls is TrainConfig:  # a training from a search run may take the search's data
+            given = dict(config) if isinstance(config, Mapping) else read_yaml(config) if config is not None else {}
             overrides = {**_from_search(given, overrides), **overrides}
         if isinstance(config, Mapping):
-            return None, load_config(cls, None, {**given, **overrides})
+            return None, load_config(cls, None, {**config, **overrides})
         return None, load_config(cls, config, overrides)  # errors name the file
     if config is not None:
         raise DartsNASError("--resume takes the config from the run; leave out --config")

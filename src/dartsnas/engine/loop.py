@@ -216,7 +216,7 @@ class EpochLoop:
 
     def steps(self) -> int:
         """Steps per epoch: the subclass's, at most ``cfg.limit_batches`` (a first trial on a subset)."""
-        limit = getattr(self.cfg, "limit_batches", None)
+        limit = self.cfg.limit_batches
         return min(self.steps_per_epoch(), limit) if limit else self.steps_per_epoch()
 
     def position(self, step: int) -> dict[str, Any]:
