@@ -183,8 +183,8 @@ def _build(impl: str, args: argparse.Namespace, order: int, device):
     else:
         from dartsnas import Architect, SearchNetwork, SearchSpace
         from dartsnas.engine.common import autocast
-        from dartsnas.process import tune_malloc
         from dartsnas.engine.search import weight_backward
+        from dartsnas.process import tune_malloc
 
         mode = dict(OURS[impl])
         library_default = mode.pop("library_default", False)
@@ -298,9 +298,9 @@ def run_train_worker(args: argparse.Namespace) -> dict:
     import torch.nn.functional as F
 
     from dartsnas.engine.common import autocast
-    from dartsnas.process import tune_malloc
     from dartsnas.genotype import load_genotype
     from dartsnas.network import EvalNetwork
+    from dartsnas.process import tune_malloc
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -19,7 +19,6 @@ from dartsnas.ops.approx import (
     approx_conv2d,
     table_options,
 )
-from dartsnas.profile import count_macs
 
 APPROX_OPS = ["approx_sep_conv_3x3", "approx_sep_conv_5x5", "approx_dil_conv_3x3", "approx_dil_conv_5x5",
               "approx_conv_3x3"]
@@ -202,8 +201,8 @@ def test_load_round_trips_and_errors(tmp_path):
 
 
 def test_the_table_travels_in_the_op_options_never_in_a_global(tmp_path):
-    from dartsnas.supernet import SearchNetwork
     from dartsnas.space import SearchSpace
+    from dartsnas.supernet import SearchNetwork
 
     table = _perturbed(False)
     op = build_op("approx_sep_conv_3x3", 4, 1, False, table_options(table))

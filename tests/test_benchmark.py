@@ -10,78 +10,60 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "search_step.py"
 
 
 @pytest.mark.slow
-def test_search_step_benchmark_quick(tmp_path):
-    out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--impl", "ours", "--orders", "1,2",
-                           "--batch-sizes", "4", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+def test_interleaved_rounds_ratios_training_and_files(tmp_path):
+    """One quick run through everything the parent does: --rounds repeats each group with the implementations
+    interleaved, times and ratios are medians over the rounds (each ratio taken within a round), training rows
+    against the original-style network, the JSON on stdout and in --out, the Markdown tables."""
+    out, md = tmp_path / "bench.json", tmp_path / "bench.md"
+    yardstick = (SCRIPT.parents[2] / "shared" / "yardstick").is_dir()
+    impls = ("yardstick," if yardstick else "") + "ours"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--impl", impls, "--orders", "1",
+                           "--batch-sizes", "4", "--rounds", "2", "--train", "--train-impls", "original,channels-last",
+                           "--out", str(out), "--markdown", str(md)], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert json.loads(out.read_text()) == report
     assert {"platform", "cpu_count", "torch", "threads", "device"} <= set(report["machine"])
     assert report["config"]["quick"] is True
-    results = report["results"]
-    assert [(r["impl"], r["order"], r["batch"]) for r in results] == [("ours", 1, 4), ("ours", 2, 4)]
-    for r in results:
-        assert "error" not in r, r["error"]
-        assert r["median_s"] > 0 and r["min_s"] > 0
-        assert r["min_s"] <= r["median_s"]
+    assert all("error" not in r for r in report["results"]), report["results"]
+    search = [r for r in report["results"] if r.get("mode") != "train"]
+    names = impls.split(",")
+    assert [(r["impl"], r["round"]) for r in search] == [(n, k) for k in (0, 1) for n in names]  # a, b, a, b
+    for r in search:
+        assert r["batch"] == 4 and 0 < r["min_s"] <= r["median_s"]
         assert len(r["times_s"]) == 2  # --quick: 2 timed iterations
         assert r["peak_rss_mib"] > 0 and r["peak_rss_delta_mib"] >= 0
-    assert report["ratios"] == []  # no yardstick asked for, so no pair to compare
-
-
-@pytest.mark.slow
-def test_modes_training_and_markdown(tmp_path):
-    md = tmp_path / "bench.md"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--impl", "ours-edges,ours-pc4", "--orders", "1",
-                           "--batch-sizes", "4", "--train", "--markdown", str(md)],
-                          capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
-    results = report["results"]
-    assert [r["impl"] for r in results] == ["ours-edges", "ours-pc4", "original", "contiguous", "channels-last"]
-    assert all("error" not in r for r in results), results
-    train = [r for r in results if r.get("mode") == "train"]
-    assert all(r["images_per_s"] > 0 and r["batch"] == 8 for r in train)
-    # each of ours against the original-style training network, within the round
-    ratios = {q["impl"]: q for q in report["train_ratios"]}
-    by_impl = {r["impl"]: r for r in train}
-    assert ratios["channels-last"]["speedup_vs_original"] == pytest.approx(
-        by_impl["channels-last"]["images_per_s"] / by_impl["original"]["images_per_s"])
-    text = md.read_text()
-    assert "| ours-edges | 1 | 4 |" in text and "| ours-pc4 | 1 | 4 |" in text and "images / s" in text
-    assert "speed-up vs original" in text
-
-
-@pytest.mark.slow
-def test_interleaved_rounds_and_bf16_rows(tmp_path):
-    """--rounds repeats each group with the implementations interleaved; times and ratios are medians over the
-    rounds, each ratio taken within a round; bf16 rows for search and training."""
-    md = tmp_path / "bench.md"
-    yardstick = (SCRIPT.parents[2] / "shared" / "yardstick").is_dir()
-    impls = ("yardstick," if yardstick else "") + "ours,ours-bf16"
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--impl", impls, "--orders", "1",
-                           "--batch-sizes", "4", "--rounds", "2", "--train", "--train-impls", "channels-last-bf16",
-                           "--markdown", str(md)], capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
-    search = [(r["impl"], r["round"]) for r in report["results"] if r.get("mode") != "train"]
-    names = impls.split(",")
-    assert search == [(n, k) for k in (0, 1) for n in names]  # interleaved: a, b, a, b
-    assert all("error" not in r for r in report["results"]), report["results"]
     for entry in report["summary"]:
-        runs = [r["median_s"] for r in report["results"] if r.get("impl") == entry["impl"] and "round" in r]
+        runs = [r["median_s"] for r in search if r["impl"] == entry["impl"]]
         assert entry["rounds"] == 2 and entry["median_s"] == pytest.approx(sum(runs) / 2)  # median of two
     if yardstick:
         for q in report["ratios"]:
             assert q["rounds"] == 2 and len(q["speedup_per_round"]) == 2
             assert q["speedup_vs_yardstick"] == pytest.approx(sum(q["speedup_per_round"]) / 2)
+    else:
+        assert report["ratios"] == []  # no yardstick, so no pair to compare
     train = [r for r in report["results"] if r.get("mode") == "train"]
-    assert [(r["impl"], r["round"]) for r in train] == [("channels-last-bf16", 0), ("channels-last-bf16", 1)]
-    assert all(r["images_per_s"] > 0 for r in train)
+    assert [(r["impl"], r["round"]) for r in train] == [(n, k) for k in (0, 1) for n in ("original", "channels-last")]
+    assert all(r["images_per_s"] > 0 and r["batch"] == 8 for r in train)
+    ratios = [q for q in report["train_ratios"] if q["impl"] == "channels-last"]
+    assert ratios and all(q["speedup_vs_original"] > 0 for q in ratios)
     text = md.read_text()
-    assert "2 interleaved rounds" in text and "| ours-bf16 | 1 | 4 |" in text and "channels-last-bf16" in text
+    assert "2 interleaved rounds" in text and "| ours | 1 | 4 |" in text and "images / s" in text
+    assert "speed-up vs original" in text
+
+
+@pytest.mark.slow
+def test_every_mode_runs(tmp_path):
+    """The other search rows (a second-order step, recomputed edges, PC-DARTS, bf16) and a bf16 training row."""
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--impl", "ours-edges,ours-pc4,ours-bf16",
+                           "--orders", "2", "--batch-sizes", "4", "--iters", "1", "--train",
+                           "--train-impls", "channels-last-bf16"], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)["results"]
+    assert [(r["impl"], r.get("order")) for r in results] == [
+        ("ours-edges", 2), ("ours-pc4", 2), ("ours-bf16", 2), ("channels-last-bf16", None)]
+    assert all("error" not in r for r in results), results
+    assert all(r["median_s"] > 0 for r in results[:3]) and results[3]["images_per_s"] > 0
 
 
 def test_bad_rounds_and_train_impls_are_one_line_errors():

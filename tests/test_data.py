@@ -18,7 +18,6 @@ from dartsnas.data import (
 )
 from dartsnas.errors import DataError, UnknownNameError
 
-
 # --------------------------------------------------------------------------- registry and presets
 
 
@@ -150,7 +149,7 @@ def test_search_loaders_shard_per_rank():
     assert set(_indices(t0)).isdisjoint(_indices(t1))
     assert set(_indices(v0)).isdisjoint(_indices(v1))
     every = set(_indices(t0)) | set(_indices(t1)) | set(_indices(v0)) | set(_indices(v1))
-    assert len(every) == sum(len(_indices(l)) for l in (t0, t1, v0, v1))
+    assert len(every) == sum(len(_indices(s)) for s in (t0, t1, v0, v1))
     with pytest.raises(DataError, match="rank"):
         build_search_loaders("digits", None, batch_size=16, rank=2, world_size=2)
 
@@ -209,7 +208,8 @@ def _make_folder(root: Path, *, size: int = 32, classes: int = 3, per_class: int
 def test_imagefolder_info_and_loaders(tmp_path):
     root = _make_folder(tmp_path / "imgs")
     info = dataset_info("imagefolder", root)
-    assert (info.num_classes, info.image_size, info.channels, info.cutout_length, info.auxiliary) == (3, 32, 3, 16, True)
+    got = (info.num_classes, info.image_size, info.channels, info.cutout_length, info.auxiliary)
+    assert got == (3, 32, 3, 16, True)
     test, _ = load_split("imagefolder", root, "test", transform="test")
     assert len(test) == 12 and test[0][0].shape == (3, 32, 32)
     train, valid, info2 = build_search_loaders("imagefolder", root, batch_size=4, workers=0)

@@ -272,7 +272,8 @@ DARTS = V2
 
 BAD_TEXTS = [
     ("Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)], normal_concat=[2]", "never closed"),
-    ("Genotype(normal=[('a', 0), ('b', 1)), normal_concat=[2], reduce=[], reduce_concat=[2])", "does not match opening"),
+    ("Genotype(normal=[('a', 0), ('b', 1)), normal_concat=[2], reduce=[], reduce_concat=[2])",
+     "does not match opening"),
     (("Genotype(normal=[('a', 0), ('b', 1), ('c', 0)], normal_concat=[2], reduce=[('a', 0), ('b', 1)], "
       "reduce_concat=[2])"), "3 \\(op, input\\) pairs.*must be even"),
     (("Genotype(\n  normal=[\n    ('a', 0), ('b', 3)],\n  normal_concat=[2], reduce=[('a', 0), ('b', 1)], "

@@ -41,3 +41,12 @@ def test_bad_input_is_one_line(args, message, capsys):
     assert main(["hypergrad-check", *TINY, *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_hypergrad_check_offers_only_the_options_it_reads(capsys):
+    with pytest.raises(SystemExit):
+        main(["hypergrad-check", "--help"])
+    shown = capsys.readouterr().out
+    assert all(flag in shown for flag in ("--layers", "--primitives", "--lr", "--momentum", "--threads"))
+    assert not any(flag in shown for flag in ("--epochs", "--arch-lr", "--order", "--early-stop-distance", "--amp"))
+

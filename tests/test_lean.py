@@ -7,9 +7,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dartsnas.ops.lean import lean_forward, plain_autograd
 from dartsnas.ops import OPS
 from dartsnas.ops.depthwise import DepthwiseConv2d
+from dartsnas.ops.lean import lean_forward, plain_autograd
 from dartsnas.space import SearchSpace
 from dartsnas.supernet import SearchNetwork
 

@@ -6,9 +6,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dartsnas.ops.lean import lean_forward
 from dartsnas.ops import OPS, native
 from dartsnas.ops.depthwise import depthwise_backward
+from dartsnas.ops.lean import lean_forward
 
 needs_native = pytest.mark.skipif(not native.available(), reason=f"{native.status()}")
 CL = torch.channels_last

@@ -16,9 +16,10 @@ from dartsnas.genotype import load_genotype
 pytestmark = pytest.mark.slow
 
 SEARCH = ["search", "--dataset", "digits", "--layers", "3", "--init-channels", "4", "--nodes", "2", "--multiplier",
-          "2", "--batch-size", "64", "--workers", "0", "--epochs", "3", "--seed", "5"]
+          "2", "--batch-size", "64", "--workers", "0", "--epochs", "3", "--seed", "5", "--limit-batches", "6"]
 TRAIN = ["train", "--genotype", "DARTS_V2", "--dataset", "digits", "--layers", "3", "--init-channels", "8",
-         "--batch-size", "64", "--workers", "0", "--epochs", "3", "--drop-path-prob", "0.2", "--seed", "5"]
+         "--batch-size", "64", "--workers", "0", "--epochs", "3", "--drop-path-prob", "0.2", "--seed", "5",
+         "--limit-batches", "6"]
 
 
 def metrics(run):
@@ -122,7 +123,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(search_reference, 
 def test_an_exact_second_order_per_cell_search_resumes_bitwise(tmp_path):
     """The exact hypergradient, per-cell sigmoid alphas and a warm-up epoch survive a kill like the default."""
     args = [*SEARCH, "--order", "2", "--hessian", "exact", "--alphas", "per-cell", "--gates", "sigmoid",
-            "--pretrain-epochs", "1"]
+            "--pretrain-epochs", "1", "--epochs", "2"]
     reference = tmp_path / "reference"
     assert main([*args, "--out", str(reference)]) == 0
     run = tmp_path / "killed"

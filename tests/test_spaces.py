@@ -14,7 +14,7 @@ from dartsnas.space import SPACES
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "my_ops.py"
 TINY = ["--dataset", "digits", "--layers", "3", "--init-channels", "4", "--batch-size", "128", "--workers", "0",
-        "-q", "--epochs", "1"]
+        "-q", "--epochs", "1", "--limit-batches", "3"]
 
 
 def _cli(*args, cwd=None, env_extra=None):
@@ -50,7 +50,8 @@ def test_user_ops_from_a_file_through_search_train_evaluate_and_plot(tmp_path):
     assert str(EXAMPLE) in (search / "config.yaml").read_text()  # recorded with its absolute path
     # training and evaluation in fresh processes find the ops through the search's config alone
     done = _cli("train", "--from-run", str(search), "--dataset", "digits", "--layers", "3", "--init-channels", "4",
-                "--batch-size", "128", "--workers", "0", "--epochs", "1", "--out", str(train), "-q", cwd=tmp_path)
+                "--batch-size", "128", "--workers", "0", "--epochs", "1", "--limit-batches", "3", "--out", str(train),
+                "-q", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     done = _cli("evaluate", str(train), "--workers", "0", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -135,7 +136,8 @@ def test_an_approximate_multiplier_table_travels_from_search_to_training_and_eva
                  str(tmp_path / "trunc4.npy"), "--out", str(search)]) == 0
     assert ApproxConv2d(2, 2, 1).table.is_exact  # no global default changed by that search
     done = _cli("train", "--from-run", str(search), "--dataset", "digits", "--layers", "3", "--init-channels", "4",
-                "--batch-size", "128", "--workers", "0", "--epochs", "1", "--out", str(train), "-q", cwd=tmp_path)
+                "--batch-size", "128", "--workers", "0", "--epochs", "1", "--limit-batches", "3", "--out", str(train),
+                "-q", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "trunc4.npy" in (train / "config.yaml").read_text()
     network, _ = load_network(train)

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from dartsnas.errors import ConfigError, UnknownNameError
-from dartsnas.ops import OPS, DARTS_PRIMITIVES, register_op
+from dartsnas.ops import DARTS_PRIMITIVES, OPS, register_op
 from dartsnas.space import SearchSpace, get_space
 from dartsnas.supernet import MixedOp, SearchNetwork, recomputed, reduction_positions
 
@@ -116,7 +116,8 @@ def test_bad_spaces_and_sizes_raise_clear_errors():
 def test_registered_op_is_usable_in_the_supernet():
     @register_op("test_double_conv")
     def build(C, stride, affine):
-        return torch.nn.Sequential(torch.nn.Conv2d(C, C, 3, stride, 1, bias=False), torch.nn.BatchNorm2d(C, affine=affine))
+        return torch.nn.Sequential(torch.nn.Conv2d(C, C, 3, stride, 1, bias=False),
+                                   torch.nn.BatchNorm2d(C, affine=affine))
 
     try:
         with pytest.raises(Exception, match="already registered"):

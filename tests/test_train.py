@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from dartsnas.cli import main
-from dartsnas.genotype import load_genotype, save_genotype
+from dartsnas.genotype import load_genotype
 
 TINY_SEARCH = ["--dataset", "digits", "--layers", "2", "--init-channels", "2", "--nodes", "2", "--multiplier", "2",
                "--batch-size", "128", "--workers", "0", "--stem-multiplier", "1"]
@@ -66,7 +66,8 @@ def test_evaluate_rebuilds_the_network_from_the_checkpoint_alone(train_run, caps
     other = train_run.parent / "other-digits"
     assert main(["evaluate", str(train_run), "--data", str(other), "--json", "--workers", "0"]) == 0
     written = json.loads(capsys.readouterr().out)["written_to"]
-    assert written.startswith(str(train_run / "evaluation_digits_")) and (train_run / "evaluation.json").read_text() == own
+    assert written.startswith(str(train_run / "evaluation_digits_"))
+    assert (train_run / "evaluation.json").read_text() == own
     assert main(["evaluate", str(train_run), "--out", str(other / "e.json"), "--workers", "0", "-q"]) == 0
     assert json.loads((other / "e.json").read_text())["dataset"] == "digits"
 

@@ -64,8 +64,9 @@ def test_plot_a_published_genotype_and_a_training_run(search_run, tmp_path):
 def test_without_graphviz_matplotlib_draws_every_picture(tmp_path, monkeypatch, capsys):
     """No `dot`: the cell diagrams, the GIF and the report's cells are drawn by matplotlib, and the log says so
     once."""
-    import dartsnas.viz.cells as cells
     from PIL import Image
+
+    import dartsnas.viz.cells as cells
 
     monkeypatch.setattr(cells.shutil, "which", lambda name: None)
     monkeypatch.setattr(cells, "_announced", set())
@@ -126,7 +127,8 @@ def test_a_search_writes_tensorboard_scalars_alpha_weights_and_cell_images(searc
     for key, tag in (("val_acc", "accuracy/val"), ("train_loss", "loss/train"), ("lr", "lr/weights")):
         events = acc.Scalars(tag)
         assert [e.step for e in events] == [int(r["epoch"]) for r in rows]
-        assert [e.value for e in events] == pytest.approx([float(r[key]) for r in rows], rel=1e-5)  # the CSV keeps 6 digits
+        # the CSV keeps 6 digits
+        assert [e.value for e in events] == pytest.approx([float(r[key]) for r in rows], rel=1e-5)
     history = RunDir.open(search_run).read_alpha_history()
     primitives = [str(p) for p in history["primitives"]]
     tags = acc.Tags()["scalars"]

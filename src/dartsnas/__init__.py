@@ -1,7 +1,7 @@
 """dartsnas: differentiable architecture search (DARTS and descendants) with PyTorch."""
 from .architect import Architect
-from .network import EvalNetwork
 from .genotype import Genotype, load_genotype, save_genotype
+from .network import EvalNetwork
 from .ops import OPS, register_op
 from .process import setup_process
 from .runner import run_search, run_training
@@ -10,5 +10,6 @@ from .supernet import SearchNetwork
 
 __version__ = "0.1.0"
 
-__all__ = ["Architect", "EvalNetwork", "Genotype", "OPS", "SearchNetwork", "SearchSpace", "load_genotype", "register_op",
+__all__ = ["Architect", "EvalNetwork", "Genotype", "OPS", "SearchNetwork", "SearchSpace", "load_genotype",
+           "register_op",
            "run_search", "run_training", "save_genotype", "setup_process", "__version__"]

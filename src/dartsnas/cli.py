@@ -9,11 +9,13 @@ import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, Sequence, get_args, get_origin, get_type_hints
+from typing import Any, get_args, get_origin, get_type_hints
 
 from .config import SearchConfig, TrainConfig, load_config
 from .demo import DEMO_SEARCH, DEMO_TRAIN_EPOCHS
+from .engine.hypercheck import CHECK_FIELDS
 from .errors import DartsNASError, StopRequested
 from .genotype import DEFAULT_THRESHOLD, DERIVATION_RULES
 
@@ -85,11 +87,14 @@ def _converter(hint: Any):
     return hint
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One flag per config field; defaults are suppressed so that only flags given on the line override."""
+def add_config_flags(parser: argparse.ArgumentParser, cls: type, only: Collection[str] | None = None) -> None:
+    """One flag per config field (``only``: these fields); defaults are suppressed so that only flags given on
+    the line override."""
     hints = get_type_hints(cls)
     group = parser.add_argument_group(f"{cls.__name__} options (also YAML keys for --config)")
     for f in dataclasses.fields(cls):
+        if only is not None and f.name not in only:
+            continue
         hint = hints[f.name]
         meta = dict(f.metadata)
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
@@ -194,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--weight-steps", type=int, default=1, help="weight steps taken first (default: 1)")
     check.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     _add_verbosity(check)
-    add_config_flags(check, SearchConfig)
+    add_config_flags(check, SearchConfig, only=CHECK_FIELDS)
 
     dist = sub.add_parser("distance", help="the distance between two architectures (genotype files, published "
                                            "names or runs): 0 when identical, one per differing edge or op")
@@ -226,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(info)
     _add_ops_module(info)
 
-    geno = sub.add_parser("genotype", help="read a genotype (JSON, classic text or published name), print or convert it")
+    geno = sub.add_parser("genotype",
+                          help="read a genotype (JSON, classic text or published name), print or convert it")
     geno.add_argument("source", help="genotype file (JSON or classic text), FILE::NAME, a published name "
                                      "such as DARTS_V2, or the genotype text itself (quoted)")
     geno.add_argument("--format", choices=["json", "classic"], default="classic",
@@ -377,7 +383,7 @@ def cmd_derive(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     import json
 
-    from .engine.evaluate import genotype_info, format_report
+    from .engine.evaluate import format_report, genotype_info
 
     report = genotype_info(args.genotype, dataset=args.dataset, data=args.data, init_channels=args.init_channels,
                            layers=args.layers)
@@ -440,9 +446,12 @@ def cmd_distance(args: argparse.Namespace) -> int:
 def cmd_hypergrad_check(args: argparse.Namespace) -> int:
     import json
 
+    from .engine.common import resolve_device
     from .engine.hypercheck import format_check, hypergradient_check
+    from .process import setup_process
 
     cfg = load_config(SearchConfig, args.config, _overrides(args, SearchConfig))
+    setup_process(cfg.seed, deterministic=cfg.deterministic, device=resolve_device(cfg.device), threads=cfg.threads)
     try:
         radii = [float(r) for r in args.radii.split(",") if r.strip()]
     except ValueError:
@@ -490,7 +499,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"distance": cmd_distance, "hypergrad-check": cmd_hypergrad_check, "ops": cmd_ops, "report": cmd_report, "plot": cmd_plot, "search": cmd_search, "train": cmd_train, "evaluate": cmd_evaluate, "derive": cmd_derive,
+COMMANDS = {"distance": cmd_distance, "hypergrad-check": cmd_hypergrad_check, "ops": cmd_ops, "report": cmd_report,
+            "plot": cmd_plot, "search": cmd_search, "train": cmd_train, "evaluate": cmd_evaluate, "derive": cmd_derive,
             "info": cmd_info, "genotype": cmd_genotype, "demo": cmd_demo}
 
 

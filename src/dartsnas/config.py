@@ -153,7 +153,7 @@ class SearchConfig(RunOptions):
         "share of the training set for the weights; the rest trains the alphas"))
     seed: int = field(default=2, metadata=help_("random seed"))
 
-    def validate(self) -> "SearchConfig":
+    def validate(self) -> SearchConfig:
         """Raise ConfigError on values that cannot build a run; return self."""
         _check_common(self)
         positive_ints = ("epochs", "batch_size", "layers", "init_channels", "nodes", "multiplier", "stem_multiplier")
@@ -270,7 +270,7 @@ class TrainConfig(RunOptions):
         "hold out this share of the training set for validation, which picks the best checkpoint (0: none)"))
     seed: int = field(default=0, metadata=help_("random seed"))
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         _check_common(self)
         if (self.genotype is None) == (self.from_run is None):
             raise ConfigError("pass exactly one of --genotype PATH|NAME and --from-run RUN")

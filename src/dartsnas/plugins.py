@@ -14,9 +14,9 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Iterable
 
 from .errors import ConfigError, DartsNASError
 

@@ -1,7 +1,8 @@
 """A small name -> builder registry: one per extension point (ops, data sets, search spaces)."""
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from .errors import DartsNASError, UnknownNameError
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from .config import SearchConfig, TrainConfig, load_config, read_yaml
 from .errors import DartsNASError, StopRequested
@@ -206,8 +207,8 @@ def _from_search(given: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict
 @contextlib.contextmanager
 def _session(cfg, hooks: Sequence[Any]) -> Iterator[tuple[Any, str, list, dict]]:
     """Join torchrun's process group (one process otherwise) and set the process up; yields it, the device name,
-    the hooks as a list and what ``setup_process`` did; afterwards close the hooks and leave the group (waiting for the other ranks only after a normal end: after an error they may never
-    arrive)."""
+    the hooks as a list and what ``setup_process`` did; afterwards close the hooks and leave the group (waiting
+    for the other ranks only after a normal end: after an error they may never arrive)."""
     from .engine import distributed
     from .engine.common import resolve_device
     from .engine.hooks import close_hooks

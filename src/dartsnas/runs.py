@@ -18,8 +18,9 @@ import csv
 import io
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ class _RunFile:
     def __init__(self, *parts: str) -> None:
         self.parts = parts
 
-    def __get__(self, run: "RunDir | None", owner: type) -> Any:
+    def __get__(self, run: RunDir | None, owner: type) -> Any:
         return self if run is None else run.path.joinpath(*self.parts)
 
 
@@ -60,7 +61,7 @@ class RunDir:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, path: str | Path) -> "RunDir":
+    def create(cls, path: str | Path) -> RunDir:
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise ConfigError(f"run directory {path} exists and is not empty; pick another --out "
@@ -69,7 +70,7 @@ class RunDir:
         return cls(path)
 
     @classmethod
-    def open(cls, path: str | Path) -> "RunDir":
+    def open(cls, path: str | Path) -> RunDir:
         path = Path(path)
         if not (path / "config.yaml").is_file():
             raise ConfigError(f"{path} is not a dartsnas run directory (no config.yaml in it)")
@@ -284,8 +285,7 @@ def derive_from_course_history(folder: str | Path, epoch: int | None = None) -> 
     """The genotype after ``epoch`` (counted from 1, as the project's ``--alpha_epoch``; default: the last epoch
     reached) from the course project's ``alpha_normal_history.npy`` and ``alpha_reduce_history.npy``, by its rule
     (the DARTS top-2, no ``zero``) and its cell output (every node)."""
-    from .genotype import derive_from_gates
-    from .genotype import num_edges
+    from .genotype import derive_from_gates, num_edges
 
     path = Path(folder)
     arrays = []

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError, UnknownNameError
 from .ops import DARTS_PRIMITIVES, OPS
@@ -43,9 +43,9 @@ class SearchSpace:
             raise ConfigError(f"primitives lists {', '.join(dupes)} more than once; name each op once")
         unknown = [p for p in prims if p not in OPS]
         if unknown:
-            raise UnknownNameError(f"unknown op{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; known: "
-                              f"{', '.join(sorted(OPS.names()))} (your own ops: @register_op in a module loaded "
-                              "with --ops-module)")
+            raise UnknownNameError(f"unknown op{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                                   f"known: {', '.join(sorted(OPS.names()))} (your own ops: @register_op in a "
+                                   "module loaded with --ops-module)")
         if all(p == "none" for p in prims):
             raise ConfigError("primitives holds only 'none'; add at least one real op")
         if not isinstance(self.nodes, int) or self.nodes < 1:

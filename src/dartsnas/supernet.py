@@ -8,24 +8,22 @@ classifier. BN layers inside cells have no affine parameters during search. Alph
 from __future__ import annotations
 
 import contextlib
-
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint
 
 from .baselines import layout_alphas
 from .errors import ConfigError
 from .genotype import GATES, Genotype
-from .ops.lean import in_plain_autograd, lean_allowed, lean_plan, lean_run, plain_autograd
 from .ops import FactorizedReduce, ReLUConvBN, build_op
 from .ops.layout import cat_channels, global_avg_pool
+from .ops.lean import in_plain_autograd, lean_allowed, lean_plan, lean_run, plain_autograd
 from .space import SearchSpace
-
 
 RECOMPUTE_MODES = ("off", "ops", "cells", "edges", "all")
 ALPHA_MODES = ("shared", "per-cell")
@@ -319,7 +317,7 @@ class SearchNetwork(nn.Module):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
 
-    def init_from_genotype(self, genotype: Genotype, strength: float = 4.0) -> "SearchNetwork":
+    def init_from_genotype(self, genotype: Genotype, strength: float = 4.0) -> SearchNetwork:
         """Start the alphas on ``genotype``'s cells (a search around a handcrafted network): on each edge its op,
         or ``none`` where it has no edge, ``strength`` above the other ops (plus the usual tiny noise)."""
         from .baselines import baseline_alphas
@@ -338,7 +336,7 @@ class SearchNetwork(nn.Module):
                 getattr(self, name).add_(init.to(getattr(self, name)))
         return self
 
-    def set_recompute(self, mode: str) -> "SearchNetwork":
+    def set_recompute(self, mode: str) -> SearchNetwork:
         """Memory saving: ``off`` keeps every activation (plain autograd); ``ops`` runs the DARTS ops through the
         lean autograd functions of ``ops/lean.py`` (each op keeps its output and the input of each separable block,
         and recomputes depthwise convolutions, ReLUs and max-pool indices). Activation checkpointing on top of

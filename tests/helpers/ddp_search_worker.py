@@ -1,5 +1,6 @@
-"""Run under torchrun by tests/test_distributed.py: a tiny search whose every step records a digest of the
-weights, BN statistics and alphas of this rank; rank 0 writes all ranks' digests to a JSON file."""
+"""Run under torchrun by tests/test_distributed.py: for each mode ORDER:HESSIAN given, a tiny search whose every
+step records a digest of the weights, BN statistics and alphas of this rank; rank 0 writes all ranks' digests to
+OUT/ORDER-HESSIAN/ranks.json. One launch runs every mode, so torchrun's start is paid once."""
 import hashlib
 import json
 import sys
@@ -21,11 +22,10 @@ def digest(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def main() -> None:
-    out, order, hessian = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    dist, device = distributed.setup("cpu")
+def search_once(dist, device, out: str, order: int, hessian: str) -> None:
     cfg = SearchConfig(dataset="digits", layers=3, init_channels=4, nodes=2, multiplier=2, batch_size=32,
-                       workers=0, epochs=1, seed=5, order=order, hessian=hessian, checkpoint_every=0)
+                       workers=0, epochs=1, seed=5, order=order, hessian=hessian, checkpoint_every=0,
+                       limit_batches=6)
     setup_process(cfg.seed, rank=dist.rank)
     search = Search(cfg, dist=dist, device=device, show_progress=False)
     digests = [digest(search.network)]
@@ -37,7 +37,7 @@ def main() -> None:
         return result
 
     search.weight_step = recorded
-    run = RunDir(out)
+    run = RunDir(f"{out}/{order}-{hessian}")
     if dist.is_main:
         run.path.mkdir(parents=True, exist_ok=True)
     dist.barrier()
@@ -47,6 +47,14 @@ def main() -> None:
     if dist.is_main:
         with open(run.path / "ranks.json", "w") as f:
             json.dump(everyone, f)
+
+
+def main() -> None:
+    out, modes = sys.argv[1], sys.argv[2:]
+    dist, device = distributed.setup("cpu")
+    for mode in modes:
+        order, hessian = mode.split(":")
+        search_once(dist, device, out, int(order), hessian)
     distributed.teardown()
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -68,7 +68,7 @@ class DatasetBuilder:
     returns ``(dataset, info)``. ``in_memory`` data sets are read with ``num_workers=0``."""
 
     info: Callable[[Path | None], DatasetInfo]
-    load: Callable[[Path | None, str, str, bool], "tuple[Dataset, DatasetInfo]"]
+    load: Callable[[Path | None, str, str, bool], tuple[Dataset, DatasetInfo]]
     in_memory: bool = False
 
 

@@ -9,16 +9,16 @@ import shutil
 import socket
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from . import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, DatasetBuilder, DatasetInfo, _first_missing_ancestor,
-               _one_line)
+from . import DATASETS, IMAGENET_MEAN, IMAGENET_STD, DatasetBuilder, DatasetInfo, _first_missing_ancestor, _one_line
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +283,8 @@ def _first_image_size(train: Path, classes: list[str]) -> tuple[int, int]:
     from torchvision.datasets.folder import IMG_EXTENSIONS
 
     for cls in classes:
-        files = sorted(e.name for e in os.scandir(train / cls) if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS))
+        files = sorted(e.name for e in os.scandir(train / cls)
+                       if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS))
         if files:
             path = train / cls / files[0]
             try:

@@ -7,7 +7,8 @@ import logging
 import math
 import random
 import sys
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import torch
@@ -93,7 +94,7 @@ class Average:
     def state(self) -> list[float]:
         return [self.loss, float(self.correct), float(self.n)]
 
-    def load(self, state: list[float]) -> "Average":
+    def load(self, state: list[float]) -> Average:
         self.loss, self.correct, self.n = float(state[0]), int(state[1]), int(state[2])
         return self
 
@@ -122,7 +123,7 @@ class GracefulStop:
         self.requested = signal.Signals(signum).name
         logger.warning("%s received: saving a checkpoint at the end of this step", self.requested)
 
-    def __enter__(self) -> "GracefulStop":
+    def __enter__(self) -> GracefulStop:
         import signal
         import threading
 

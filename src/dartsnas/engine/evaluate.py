@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-
 import logging
 from pathlib import Path
 from typing import Any
@@ -44,9 +43,8 @@ def load_network(source: str | Path, map_location: Any = "cpu") -> tuple[EvalNet
                               "dartsnas train --from-run RUN ...")
     if state.get("kind") != "train" or "net_args" not in state:
         raise CheckpointError(f"{ckpt} is not a dartsnas training checkpoint")
-    from ..plugins import load_ops_modules
-
     from ..ops.approx import table_options
+    from ..plugins import load_ops_modules
 
     cfg = state.get("config") or {}
     load_ops_modules(cfg.get("ops_module"))  # a genotype of user ops needs them first

@@ -12,7 +12,8 @@ import copy
 import logging
 import statistics
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -31,9 +32,18 @@ def _rel(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
     return num / den if den > 0 else float("nan")
 
 
-def _timed(fn):
+# the search config's fields the check reads (the network, the data, the weight optimizer, the process; lr_min
+# only because the config checks it against lr); the alpha optimizer, derivation and run options do not apply
+CHECK_FIELDS = frozenset({
+    "device", "workers", "threads", "download", "deterministic", "dataset", "data", "batch_size", "layers",
+    "init_channels", "nodes", "multiplier", "stem_multiplier", "space", "primitives", "ops_module", "approx_table",
+    "alphas", "gates", "partial_channels", "recompute", "channels_last", "lr", "lr_min", "momentum", "weight_decay",
+    "train_portion", "seed"})
+
+
+def _timed(fn, *args):
     start = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     return out, time.perf_counter() - start
 
 
@@ -85,14 +95,14 @@ def hypergradient_check(cfg: SearchConfig, *, batches: int = 5, dtypes: Sequence
         for i, ((x, y), (xv, yv)) in enumerate(pairs):
             train = (x.to(device, dtype), y.to(device))
             val = (xv.to(device, dtype), yv.to(device))
-            exact, t_exact = _timed(lambda: exact_arch.hypergradient(train, val, opt))
+            exact, t_exact = _timed(exact_arch.hypergradient, train, val, opt)
             row = {"batch": i, "exact_seconds": t_exact,
                    "exact_norm": sum(float(g.double().pow(2).sum()) for g in exact) ** 0.5}
             for r, arch in fd_archs.items():
-                fd, t_fd = _timed(lambda: arch.hypergradient(train, val, opt))
+                fd, t_fd = _timed(arch.hypergradient, train, val, opt)
                 row[f"fd_{r:g}"] = _rel(fd, exact)
                 row[f"fd_{r:g}_seconds"] = t_fd
-            first, t_first = _timed(lambda: first_arch.hypergradient(train, val, opt))
+            first, t_first = _timed(first_arch.hypergradient, train, val, opt)
             row["first_order"] = _rel(first, exact)
             row["first_order_seconds"] = t_first
             rows.append(row)

@@ -14,14 +14,24 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 
 import torch
 
 from ..errors import CheckpointError, StopRequested
-from .common import (Average, GracefulStop, NonFiniteLoss, guard_resources, progress, rng_state, set_rng_state,
-                     skip_and_restore, step_flags)
+from .common import (
+    Average,
+    GracefulStop,
+    NonFiniteLoss,
+    guard_resources,
+    progress,
+    rng_state,
+    set_rng_state,
+    skip_and_restore,
+    step_flags,
+)
 from .distributed import SINGLE, Dist, ReadOnlyRun, local_state, per_rank_state
 from .hooks import Checkpointer, EpochEnd, Hook, MetricsWriter, StepEnd
 

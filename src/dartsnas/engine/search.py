@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,9 +24,9 @@ from ..config import SearchConfig
 from ..data import build_search_loaders
 from ..errors import ConfigError, GenotypeError
 from ..genotype import DEFAULT_THRESHOLD, Genotype, save_genotype
-from ..runs import RunDir
 from ..ops import native
 from ..ops.approx import table_options
+from ..runs import RunDir
 from ..space import SearchSpace, is_space_file, resolve_space
 from ..supernet import SearchNetwork
 from .common import Average, autocast, resolve_device

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -21,9 +22,9 @@ from ..data import dataset_info, load_split, make_loader, search_split, shard
 from ..errors import ConfigError
 from ..genotype import Genotype
 from ..network import EvalNetwork, default_layers
+from ..process import RANK_SEED_STRIDE
 from ..profile import count_macs, count_parameters
 from ..runs import RunDir
-from ..process import RANK_SEED_STRIDE
 from .common import autocast, progress, resolve_device
 from .distributed import Dist
 from .hooks import Hook

@@ -5,7 +5,6 @@ from ..errors import GenotypeError
 from ..registry import Registry
 from .model import CellDesign, Genotype
 
-
 PUBLISHED: Registry[Genotype] = Registry("published genotype")
 
 _DARTS_CONCAT = [2, 3, 4, 5]

@@ -11,7 +11,8 @@ names as keyword parameters.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch.nn as nn
 
@@ -69,12 +70,15 @@ def _accepted(builder: Callable[..., nn.Module], options: Mapping[str, Any]) -> 
             (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)}
 
 
+# registration order is the order `dartsnas ops` lists
+# isort: off
 from . import darts  # noqa: E402,F401  (registers the eight DARTS primitives)
 from . import mobile  # noqa: E402,F401  (MobileNet separable conv, MBConv, Fused-MBConv)
 from . import attention  # noqa: E402,F401  (relative self-attention, feed-forward)
 from . import approx  # noqa: E402,F401  (convolutions with approximate 8-bit multipliers)
 from . import baseline  # noqa: E402,F401  (the plain convolutions of ResNet and Xception)
 from . import ddarts  # noqa: E402,F401  (D-DARTS' DARTOpti ops)
+# isort: on
 from .darts import (  # noqa: E402
     DARTS_PRIMITIVES,
     DilConv,

@@ -208,7 +208,7 @@ def _error_matrix(values: np.ndarray, signed: bool) -> np.ndarray:
     return effective - np.outer(codes, codes)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _exact_table(signed: bool) -> MultiplierTable:
     ops = np.arange(256, dtype=np.int64)
     if signed:

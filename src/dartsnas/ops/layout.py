@@ -16,7 +16,7 @@ operations), so the exact hypergradient goes through them. On NCHW tensors they 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F

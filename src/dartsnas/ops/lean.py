@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
@@ -36,7 +36,9 @@ from torch.nn.modules import module as _module
 
 from . import native
 from .darts import DilConv, SepConv
-from .depthwise import DepthwiseConv2d, depthwise_backward as _dw_backward, depthwise_forward as _dw_forward
+from .depthwise import DepthwiseConv2d
+from .depthwise import depthwise_backward as _dw_backward
+from .depthwise import depthwise_forward as _dw_forward
 
 _state = threading.local()
 

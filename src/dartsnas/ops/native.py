@@ -12,9 +12,9 @@ Both are simple loops over channels-last (NHWC) float32 data, vectorised over th
 reads their C source from ``native.c`` beside it (package data), compiles it with the system C compiler
 (warnings on) into a per-user cache (``$DARTSNAS_CACHE`` or ``~/.cache/dartsnas``; the file name holds a hash of
 the source, the compiler flags and the CPU's feature flags, since it is built with ``-march=native``) and calls it
-through ``ctypes`` with the GIL released. The sums are the same sums in another order (float32 tolerance), and max pooling gives the same
-values and sends each gradient to the element ATen's would (the first maximum in row-major window order; NaN
-wins).
+through ``ctypes`` with the GIL released. The sums are the same sums in another order (float32 tolerance), and
+max pooling gives the same values and sends each gradient to the element ATen's would (the first maximum in
+row-major window order; NaN wins).
 
 Nothing depends on it: without a C compiler, on a failed build, for other dtypes or layouts, or with
 ``DARTSNAS_NATIVE=0``, ``available()`` is false and callers keep PyTorch's own kernels.

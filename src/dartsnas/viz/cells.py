@@ -10,8 +10,8 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from ..errors import DartsNASError
 from ..genotype import CellDesign, Genotype

@@ -8,8 +8,9 @@ import base64
 import datetime as _dt
 import html
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..errors import DartsNASError
 
@@ -67,9 +68,8 @@ class RunReport:
 
     def __init__(self, path: str | Path, *, arch_channels: int | None = None, arch_layers: int | None = None):
         from ..config import read_yaml
-        from ..runs import RunDir
-
         from ..plugins import load_ops_modules
+        from ..runs import RunDir
 
         self.run = RunDir.open(path)
         self.name = self.run.path.name

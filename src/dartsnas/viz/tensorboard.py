@@ -13,8 +13,9 @@ softmax, or sigmoid with sigmoid gates; ``alphas_cell_NN`` per cell),
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
