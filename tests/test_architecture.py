@@ -158,7 +158,11 @@ def test_the_library_run_api_is_what_the_command_line_runs_and_its_hooks_fire_in
     assert [int(r["epoch"]) for r in extended.metrics] == [1, 2, 3]
 
 
-def test_the_demo_runs_through_the_library(tmp_path, capsys):
+def test_the_demo_runs_through_the_library(tmp_path, capsys, monkeypatch):
+    from dartsnas import demo
+
+    for settings in (demo.DEMO_SEARCH, demo.DEMO_TRAIN):  # a few batches per epoch: the steps, not the learning
+        monkeypatch.setitem(settings, "limit_batches", 3)
     assert main(["demo", "--epochs", "1", "--train-epochs", "1", "--out", str(tmp_path / "demo"), "-q"]) == 0
     out = capsys.readouterr().out
     assert "genotype: Genotype(" in out and "top-1 accuracy (%)" in out

@@ -18,7 +18,8 @@ def test_interleaved_rounds_ratios_training_and_files(tmp_path):
     yardstick = (SCRIPT.parents[2] / "shared" / "yardstick").is_dir()
     impls = ("yardstick," if yardstick else "") + "ours"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--impl", impls, "--orders", "1",
-                           "--batch-sizes", "4", "--rounds", "2", "--train", "--train-impls", "original,channels-last",
+                           "--batch-sizes", "4", "--rounds", "2", "--warmup", "0", "--iters", "2", "--train",
+                           "--train-impls", "original,channels-last",
                            "--out", str(out), "--markdown", str(md)], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -31,7 +32,7 @@ def test_interleaved_rounds_ratios_training_and_files(tmp_path):
     assert [(r["impl"], r["round"]) for r in search] == [(n, k) for k in (0, 1) for n in names]  # a, b, a, b
     for r in search:
         assert r["batch"] == 4 and 0 < r["min_s"] <= r["median_s"]
-        assert len(r["times_s"]) == 2  # --quick: 2 timed iterations
+        assert len(r["times_s"]) == 2  # --iters 2
         assert r["peak_rss_mib"] > 0 and r["peak_rss_delta_mib"] >= 0
     for entry in report["summary"]:
         runs = [r["median_s"] for r in search if r["impl"] == entry["impl"]]
@@ -56,7 +57,7 @@ def test_interleaved_rounds_ratios_training_and_files(tmp_path):
 def test_every_mode_runs(tmp_path):
     """The other search rows (a second-order step, recomputed edges, PC-DARTS, bf16) and a bf16 training row."""
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--impl", "ours-edges,ours-pc4,ours-bf16",
-                           "--orders", "2", "--batch-sizes", "4", "--iters", "1", "--train",
+                           "--orders", "2", "--batch-sizes", "4", "--warmup", "0", "--iters", "1", "--train",
                            "--train-impls", "channels-last-bf16"], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)["results"]

@@ -18,7 +18,7 @@ from dartsnas.space import SearchSpace
 from dartsnas.supernet import SearchNetwork
 
 TINY = ["--dataset", "digits", "--init-channels", "4", "--nodes", "2", "--multiplier", "2", "--batch-size", "128",
-        "--workers", "0", "-q"]
+        "--workers", "0", "-q", "--limit-batches", "3"]
 
 
 def _net(alphas="per-cell", gates="softmax", layers=4):

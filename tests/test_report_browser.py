@@ -16,7 +16,7 @@ pytest.importorskip("websocket", reason="the browser test needs websocket-client
 pytestmark = [pytest.mark.skipif(chromium() is None, reason="chromium is not installed (apt-get install chromium)"),
               pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")]
 TINY = ["--dataset", "digits", "--layers", "3", "--init-channels", "4", "--nodes", "3", "--multiplier", "2",
-        "--batch-size", "128", "--workers", "0", "-q"]
+        "--batch-size", "128", "--workers", "0", "-q", "--limit-batches", "3"]
 
 
 def test_the_browser_check_catches_a_broken_page(tmp_path):

@@ -8,7 +8,7 @@ from dartsnas.cli import main
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")
 TINY = ["--dataset", "digits", "--layers", "3", "--init-channels", "4", "--nodes", "3", "--multiplier", "2",
-        "--batch-size", "128", "--workers", "0", "-q"]
+        "--batch-size", "128", "--workers", "0", "-q", "--limit-batches", "3"]
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,8 @@ def test_plot_rewrites_tensorboard_events_from_the_run_files(search_run, tmp_pat
     assert main(["plot", str(copy), "--only", "tensorboard"]) == 0
     a, b = _events(search_run / "tensorboard"), _events(copy / "tensorboard")
     assert sorted(a.Tags()["scalars"]) == sorted(b.Tags()["scalars"])
-    assert [e.value for e in a.Scalars("accuracy/val")] == [e.value for e in b.Scalars("accuracy/val")]
+    rewritten = [e.value for e in b.Scalars("accuracy/val")]  # from metrics.csv, which keeps 6 digits
+    assert [e.value for e in a.Scalars("accuracy/val")] == pytest.approx(rewritten, rel=1e-5)
 
 
 def _encoder():
