@@ -54,17 +54,14 @@ def test_interleaved_rounds_ratios_training_and_files(tmp_path):
 
 
 @pytest.mark.slow
-def test_every_mode_runs(tmp_path):
-    """The other search rows (a second-order step, recomputed edges, PC-DARTS, bf16) and a bf16 training row."""
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--impl", "ours-edges,ours-pc4,ours-bf16",
-                           "--orders", "2", "--batch-sizes", "4", "--warmup", "0", "--iters", "1", "--train",
-                           "--train-impls", "channels-last-bf16"], capture_output=True, text=True, timeout=240)
+def test_a_second_order_bf16_row(tmp_path):
+    """Second order, and a mode other than the default (the others are the same mapping to search options)."""
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--impl", "ours-bf16", "--orders", "2",
+                           "--batch-sizes", "4", "--warmup", "0", "--iters", "1"], capture_output=True, text=True,
+                          timeout=240)
     assert proc.returncode == 0, proc.stderr
-    results = json.loads(proc.stdout)["results"]
-    assert [(r["impl"], r.get("order")) for r in results] == [
-        ("ours-edges", 2), ("ours-pc4", 2), ("ours-bf16", 2), ("channels-last-bf16", None)]
-    assert all("error" not in r for r in results), results
-    assert all(r["median_s"] > 0 for r in results[:3]) and results[3]["images_per_s"] > 0
+    [row] = json.loads(proc.stdout)["results"]
+    assert (row["impl"], row["order"]) == ("ours-bf16", 2) and "error" not in row and row["median_s"] > 0
 
 
 def test_bad_rounds_and_train_impls_are_one_line_errors():

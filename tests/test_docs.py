@@ -91,6 +91,7 @@ def _shrunk(run):
     def call(config=None, overrides=None, **kwargs):
         if isinstance(config, dict):
             config = {**small(config), **TINY}
+        kwargs.setdefault("hooks", [])  # no pictures unless the block asks for hooks
         return run(config, overrides={**small(overrides), **({} if kwargs.get("resume") else TINY)}, **kwargs)
     return call
 

@@ -123,7 +123,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(search_reference, 
 def test_an_exact_second_order_per_cell_search_resumes_bitwise(tmp_path):
     """The exact hypergradient, per-cell sigmoid alphas and a warm-up epoch survive a kill like the default."""
     args = [*SEARCH, "--order", "2", "--hessian", "exact", "--alphas", "per-cell", "--gates", "sigmoid",
-            "--pretrain-epochs", "1", "--epochs", "2"]
+            "--pretrain-epochs", "1", "--epochs", "2", "--limit-batches", "4"]
     reference = tmp_path / "reference"
     assert main([*args, "--out", str(reference)]) == 0
     run = tmp_path / "killed"

@@ -229,3 +229,19 @@ def test_report_of_something_that_is_not_a_run_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(tmp_path) in err[0]
+
+
+def test_heatmaps_keep_an_epoch_per_row_and_one_colour_scale():
+    import numpy as np
+
+    from dartsnas.viz.plots import heatmap_layout, heatmap_range
+
+    # shared alphas, three epochs: three rows of (normal, reduce), never an epoch wrapped onto the next row
+    assert heatmap_layout(3, 2) == (3, 2, [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)])
+    # six cells of a per-cell search, two epochs: each epoch two rows of up to four
+    rows, cols, cells = heatmap_layout(2, 6)
+    assert (rows, cols) == (4, 4) and cells[5] == (1, 1) and cells[6] == (2, 0)
+    near_uniform = [np.full((14, 8), 0.125) + 1e-4 * np.arange(8), np.full((14, 8), 0.125)]
+    low, high = heatmap_range(near_uniform, "softmax")
+    assert low == 0 and high == pytest.approx(0.125 + 7e-4)  # from 0: near-uniform weights look uniform
+    assert heatmap_range(near_uniform, "sigmoid") == (0.0, 1.0)

@@ -113,22 +113,50 @@ def _grid(plt, panels: int, width: float, height: float):
     return fig, flat
 
 
+def heatmap_layout(epochs: int, kinds: int) -> tuple[int, int, list[tuple[int, int]]]:
+    """Rows, columns and each (epoch, kind) panel's cell: one epoch per row (a per-cell search's cells wrap
+    at four per row within their epoch's rows), so an epoch never shares a row with another."""
+    cols = min(kinds, 4)
+    per_epoch = -(-kinds // cols)
+    cells = [(e * per_epoch + k // cols, k % cols) for e in range(epochs) for k in range(kinds)]
+    return epochs * per_epoch, cols, cells
+
+
+def heatmap_range(weights: Sequence[np.ndarray], gate: str) -> tuple[float, float]:
+    """One colour scale for every panel, from 0: to 1 for sigmoid gates (each a probability of its own), to the
+    largest weight shown for softmax ones, so near-uniform weights look uniform."""
+    if gate == "sigmoid":
+        return 0.0, 1.0
+    return 0.0, max(float(np.max(w)) for w in weights)
+
+
 def plot_alpha_heatmaps(history: dict[str, np.ndarray], primitives: Sequence[str], epochs: Sequence[int],
                         path: str | Path) -> Path:
-    """Op weights (edges by ops) of every cell type (or every cell, per-cell search) after each of ``epochs``."""
+    """Op weights (edges by ops) of every cell type (or every cell, per-cell search) after each of ``epochs``,
+    on one colour scale."""
     plt = _pyplot()
     kinds = alpha_kinds(history)
     edges = history[kinds[0]].shape[1]
-    fig, axes = _grid(plt, len(epochs) * len(kinds), 6.5, 0.38 * edges + 1.6)
+    rows, cols, cells = heatmap_layout(len(epochs), len(kinds))
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, (0.38 * edges + 1.6) * rows), squeeze=False,
+                             constrained_layout=True)
     panels = [(e, k) for e in epochs for k in kinds]
-    for ax, (epoch, kind) in zip(axes, panels):
-        w = history_gates(history, kind)[epoch]
-        # the panel's own range: early in a search the weights differ from uniform only in the third digit
-        im = ax.imshow(w, cmap="viridis", vmin=float(w.min()), vmax=float(w.max()) + 1e-12, aspect="auto")
+    weights = [history_gates(history, kind)[epoch] for epoch, kind in panels]
+    gate = str(history["gate"]) if "gate" in history else "softmax"
+    vmin, vmax = heatmap_range(weights, gate)
+    used = set(cells)
+    for (r, c), (epoch, kind), w in zip(cells, panels, weights):
+        ax = axes[r][c]
+        im = ax.imshow(w, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
         ax.set_xticks(range(len(primitives)), list(primitives), rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(edges), _edge_labels(edges), fontsize=7)
         ax.set_title(f"{kind_title(kind)}, epoch {epoch}", fontsize=10)
-        fig.colorbar(im, ax=ax, shrink=0.8)
+    for r in range(rows):
+        for c in range(cols):
+            if (r, c) not in used:
+                axes[r][c].axis("off")
+    uniform = f" (uniform: {1 / len(primitives):.3f})" if gate == "softmax" else ""
+    fig.colorbar(im, ax=axes, shrink=0.6, label=f"op weight{uniform}")
     return _save(fig, path)
 
 
