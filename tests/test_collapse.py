@@ -59,4 +59,119 @@ def test_the_default_tolerance_is_close_and_cheap():
     x, y = torch.randn(8, 1, 8, 8, generator=g, dtype=torch.float64), torch.arange(8) % 3
     net.eval()  # eval mode too
     exact = float(torch.linalg.eigvalsh(_dense_hessian(net, [(x, y)]))[-1])
-    assert alpha_hessian_eigenvalue(net, x, y) == pytest.approx(exact, rel=1e-2)
+    assert alpha_hessian_eigenvalue(net, x, y) == pytest.approx(exact, rel=2e-2)
+
+
+SEARCH = ["search", "--dataset", "digits", "--layers", "3", "--init-channels", "4", "--nodes", "2", "--multiplier",
+          "2", "--batch-size", "64", "--workers", "0", "--limit-batches", "3", "-q"]
+
+
+def _rows(run):
+    import csv
+
+    with open(run / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_search_records_the_eigenvalue_and_the_parameter_free_ops(tmp_path):
+    from dartsnas.cli import main
+    from dartsnas.genotype import load_genotype
+
+    run = tmp_path / "run"
+    assert main([*SEARCH, "--epochs", "2", "--hessian-eigenvalue", "--eigen-batches", "1", "--out", str(run)]) == 0
+    rows = _rows(run)
+    assert [float(r["hessian_eigenvalue"]) > 0 for r in rows] == [True, True]  # finite, and positive here
+    assert all(float(r["eigen_seconds"]) > 0 for r in rows)
+    genotype = load_genotype(run / "genotypes" / "epoch_002.json")
+    normal, reduce = genotype.cell_designs()
+    free = {"skip_connect", "max_pool_3x3", "avg_pool_3x3"}
+    assert int(rows[-1]["param_free_normal"]) == sum(op in free for node in normal.nodes for op, _ in node)
+    assert int(rows[-1]["param_free_reduce"]) == sum(op in free for node in reduce.nodes for op, _ in node)
+    assert "eigenvalue" in (run / "log.txt").read_text()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    logged = [e.value for e in events.Scalars("collapse/hessian_eigenvalue")]
+    assert logged == pytest.approx([float(r["hessian_eigenvalue"]) for r in rows], rel=1e-5)
+    assert main(["plot", str(run), "--only", "curves", "--out", str(tmp_path / "pics")]) == 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "pics" / "curves.png") as im:
+        assert im.width > 2000  # the fourth panel: the eigenvalue and the parameter-free ops
+    # the same eigenvalue again from the same state: the batches are fixed
+    from dartsnas.config import SearchConfig
+    from dartsnas.engine.search import Search
+
+    cfg = SearchConfig(dataset="digits", layers=3, init_channels=4, nodes=2, multiplier=2, batch_size=64,
+                       workers=0, eigen_batches=1)
+    search = Search(cfg, show_progress=False)
+    assert search.hessian_eigenvalue() == search.hessian_eigenvalue()
+
+
+def test_darts_es_stops_keeps_the_genotype_of_k_epochs_before_and_resumes_across(tmp_path, monkeypatch):
+    """The rule on a scripted eigenvalue curve (a real one cannot be made to grow on cue): flat, then doubled.
+    With k=2 and T=0.75 the stop comes after epoch 4 and keeps epoch 2's genotype; the run is first stopped
+    after epoch 3 and resumed, and a resume of the stopped run is refused."""
+    from dartsnas.cli import main
+    from dartsnas.engine.search import Search
+    from dartsnas.genotype import load_genotype
+
+    curve = [1.0, 1.0, 2.0, 2.0, 2.0, 2.0]
+    monkeypatch.setattr(Search, "hessian_eigenvalue", lambda self: curve[self._epoch - 1])
+    run = tmp_path / "run"
+    args = ["--early-stop", "eigenvalue", "--es-window", "2", "--es-threshold", "0.75"]
+    assert main([*SEARCH, "--epochs", "3", *args, "--out", str(run)]) == 0
+    assert main(["search", "--resume", str(run), "--epochs", "6", "-q"]) == 0
+    assert [int(r["epoch"]) for r in _rows(run)] == [1, 2, 3, 4]
+    assert [float(r["hessian_eigenvalue"]) for r in _rows(run)] == curve[:4]
+    assert load_genotype(run / "genotype.json") == load_genotype(run / "genotypes" / "epoch_002.json")
+    assert "DARTS-ES" in (run / "log.txt").read_text()
+    assert main(["search", "--resume", str(run), "--epochs", "8", "-q"]) == 2
+
+
+def test_max_skip_caps_the_skip_connections_of_a_normal_cell():
+    import numpy as np
+
+    from dartsnas.genotype import derive_genotype
+    from dartsnas.ops import DARTS_PRIMITIVES
+
+    prims = list(DARTS_PRIMITIVES)
+    skip, conv = prims.index("skip_connect"), prims.index("sep_conv_3x3")
+    rng = np.random.default_rng(0)
+    w = rng.uniform(0.0, 0.05, size=(14, 8))
+    w[:, skip] = 0.5 + 0.01 * np.arange(14)  # a collapsed cell: skip_connect strongest on every edge
+    w[:, conv] = 0.3
+    plain = derive_genotype(w, w, prims, 4, 4)
+    assert sum(op == "skip_connect" for node in plain.normal.nodes for op, _ in node) == 8
+    for m in (0, 2):
+        capped = derive_genotype(w, w, prims, 4, 4, max_skip=m)
+        kept = [(i, j) for i, node in enumerate(capped.normal.nodes) for op, j in node if op == "skip_connect"]
+        assert len(kept) == m
+        starts = [0, 2, 5, 9]
+        strongest = sorted(((i, j) for i, node in enumerate(plain.normal.nodes) for _, j in node),
+                           key=lambda e: -w[starts[e[0]] + e[1], skip])[:m]
+        assert sorted(kept) == sorted(strongest)  # the strongest skips stay
+        assert capped.reduce == plain.reduce  # P-DARTS caps the normal cell only
+
+
+def test_random_smoothing_perturbs_the_weight_step_within_its_radius():
+    from dartsnas.config import SearchConfig
+    from dartsnas.engine.search import Search
+
+    net = _tiny_network()
+    clean = [g.detach().clone() for g in net.gates()]
+    with net.perturbed_gates(0.1):
+        noisy = [g.detach().clone() for g in net.gates()]
+        assert all(torch.equal(g.detach(), n) for g, n in zip(net.gates(), noisy))  # drawn once, for the step
+    assert all(0 < (n - c).abs().max() <= 0.1 for n, c in zip(noisy, clean))
+    assert all(torch.equal(g.detach(), c) for g, c in zip(net.gates(), clean))  # gone after the step
+    cfg = SearchConfig(dataset="digits", layers=3, init_channels=4, nodes=2, multiplier=2, workers=0, epochs=10,
+                       random_smoothing=0.3)
+    search = Search(cfg, show_progress=False)
+    search._epoch = 1
+    assert search.smoothing_radius() == pytest.approx(0.03)  # SDARTS' schedule: 0.03 rising to 0.3
+    search._epoch = 10
+    assert search.smoothing_radius() == pytest.approx(0.03 + 0.27 * 9 / 10)
+    cfg.random_smoothing = 0.0
+    assert Search(cfg, show_progress=False).smoothing_radius() == 0.0

@@ -122,6 +122,28 @@ class SearchConfig(RunOptions):
         "stop when the distance between consecutive epochs' genotypes stays at or below this for --patience "
         "epochs (default: never)", metavar="TOL"))
     patience: int = field(default=3, metadata=help_("epochs for --early-stop-distance"))
+    hessian_eigenvalue: bool = field(default=False, metadata=help_(
+        "after each epoch, the largest eigenvalue of the Hessian of the validation loss with respect to the "
+        "alphas (Zela et al.: it grows before a collapse), on --eigen-batches fixed batches of the alpha half"))
+    eigen_batches: int = field(default=1, metadata=help_(
+        "batches for --hessian-eigenvalue (each Lanczos iteration costs about three passes per batch)",
+        metavar="N"))
+    early_stop: str | None = field(default=None, metadata=help_(
+        "eigenvalue: DARTS-ES (Zela et al.): stop when the mean eigenvalue over the last --es-window epochs "
+        "exceeds that over the window before by the factor 1/--es-threshold, and keep the genotype of "
+        "--es-window epochs before the stop (turns --hessian-eigenvalue on) (default: never)",
+        choices=["eigenvalue"]))
+    es_window: int = field(default=5, metadata=help_("DARTS-ES's window k, in epochs (the paper's 5)",
+                                                     metavar="K"))
+    es_threshold: float = field(default=0.75, metadata=help_(
+        "DARTS-ES's threshold T: stop when mean(previous window) / mean(last window) < T (the paper's 0.75)",
+        metavar="T"))
+    max_skip: int | None = field(default=None, metadata=help_(
+        "P-DARTS: derive at most M skip_connect ops per normal cell, replacing the weakest ones by the next "
+        "best edges (P-DARTS uses 2) (default: no cap)", metavar="M"))
+    random_smoothing: float = field(default=0.0, metadata=help_(
+        "SDARTS-RS (Chen & Hsieh): uniform noise of this radius on the op weights in each weight step, the "
+        "radius rising linearly from 0.03 over the epochs (SDARTS uses 0.3; 0: off)", metavar="EPS"))
     order: int = field(default=1, metadata=help_("1: first-order, 2: second-order (unrolled) alpha gradient",
                                                  choices=[1, 2]))
     hessian: str = field(default="finite-difference", metadata=help_(
@@ -180,6 +202,15 @@ class SearchConfig(RunOptions):
         if (self.pretrain_epochs is not None and self.pretrain_epochs < 0) or self.patience < 1:
             raise ConfigError(f"pretrain_epochs must be >= 0 and patience >= 1, got {self.pretrain_epochs} and "
                               f"{self.patience}")
+        if self.eigen_batches < 1 or self.es_window < 1 or not 0.0 < self.es_threshold < 1.0:
+            raise ConfigError(f"eigen_batches and es_window must be >= 1 and es_threshold in (0, 1), got "
+                              f"{self.eigen_batches}, {self.es_window} and {self.es_threshold}")
+        if self.early_stop not in (None, "eigenvalue"):
+            raise ConfigError(f"early_stop must be eigenvalue, got {self.early_stop!r}")
+        if self.max_skip is not None and self.max_skip < 0:
+            raise ConfigError(f"max_skip must be >= 0, got {self.max_skip}")
+        if not 0.0 <= self.random_smoothing < 1.0:
+            raise ConfigError(f"random_smoothing must be in [0, 1), got {self.random_smoothing}")
         if self.early_stop_distance is not None and self.early_stop_distance < 0:
             raise ConfigError(f"early_stop_distance must be >= 0, got {self.early_stop_distance}")
         if self.recompute not in ("ops", "off", "cells", "edges", "all"):

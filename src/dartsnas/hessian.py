@@ -48,7 +48,7 @@ def _largest_ritz_value(diag: list[float], off: list[float]) -> float:
 
 
 def alpha_hessian_eigenvalue(network: torch.nn.Module, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
-                             *, batches: Sequence[Batch] | None = None, tol: float = 1e-3, max_iter: int = 30,
+                             *, batches: Sequence[Batch] | None = None, tol: float = 1e-2, max_iter: int = 20,
                              seed: int = 0) -> float:
     """The largest eigenvalue of the Hessian of ``cross_entropy(network(x), y)`` (or of the mean over
     ``batches``) with respect to all of the network's alphas, with its current weights and mode.

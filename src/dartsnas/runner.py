@@ -45,9 +45,10 @@ def run_search(config: ConfigLike = None, *, overrides: Mapping[str, Any] | None
         saved = lambda: _saved_config(cfg, search)  # noqa: E731
         if run is not None:
             search.load_state_dict(run.load_checkpoint())
-            if run.genotype_path.is_file() and search.converged():
-                raise DartsNASError(f"{run.path} stopped early after epoch {search.epoch} (--early-stop-distance); "
-                                    "its genotype is final")
+            stopped = search.early_stop() if run.genotype_path.is_file() else None
+            if stopped is not None:
+                raise DartsNASError(f"{run.path} stopped early after epoch {search.epoch} ({stopped}); its genotype "
+                                    "is final")
             _refuse_finished(run, run.genotype_path, search.epoch, cfg.epochs)
             _on_main(dist, lambda: run.write_config(saved(), header=config_header("search")))
             lines = [("resuming %s after epoch %d of %d", run.path, search.epoch, cfg.epochs)]

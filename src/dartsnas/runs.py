@@ -260,8 +260,9 @@ def derive_from_history(run_path: str | Path, epoch: int | None = None, *, rule:
     layout = SPACES.get(named).layout if isinstance(named, str) and named in SPACES else None
     if layout is not None:  # a whole-network layout (DARTOpti): its seq and reductions
         seq, reductions = layout.seq, layout.reductions
+    max_skip = cfg.get("max_skip")
     genotype = derive_from_gates(raw, gate, primitives, nodes, multiplier, reductions=reductions, rule=rule,
-                                 threshold=threshold, seq=seq)
+                                 threshold=threshold, seq=seq, max_skip=max_skip if isinstance(max_skip, int) else None)
     return genotype, epoch
 
 

@@ -257,14 +257,15 @@ class SearchNetwork(nn.Module):
     def __init__(self, space: SearchSpace, C: int = 16, num_classes: int = 10, layers: int = 8, *,
                  in_channels: int = 3, stem_multiplier: int = 3, recompute: str = "ops", partial_channels: int = 1,
                  alphas: str = "shared", gates: str = "softmax", rule: str = "top-k",
-                 threshold: float | None = None, channels_last: bool = True):
+                 threshold: float | None = None, channels_last: bool = True, max_skip: int | None = None):
         super().__init__()
         if alphas not in ALPHA_MODES:
             raise ConfigError(f"alphas must be one of {', '.join(ALPHA_MODES)}, got {alphas!r}")
         if gates not in GATES:
             raise ConfigError(f"gates must be one of {', '.join(GATES)}, got {gates!r}")
         self.alpha_mode, self.gate_mode = alphas, gates
-        self.rule, self.threshold = rule, threshold
+        self.rule, self.threshold, self.max_skip = rule, threshold, max_skip
+        self._gate_noise: list[torch.Tensor] | None = None  # inside perturbed_gates
         for name, value, low in (("init_channels", C, 1), ("num_classes", num_classes, 1), ("layers", layers, 1),
                                  ("in_channels", in_channels, 1), ("stem_multiplier", stem_multiplier, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -387,8 +388,25 @@ class SearchNetwork(nn.Module):
 
     def gates(self) -> list[torch.Tensor]:
         """The op weights ``[edges, ops]`` of each alpha tensor, in the order of the alpha names (shared: the
-        normal and the reduction cells)."""
-        return [self.gate(getattr(self, n)) for n in self._alpha_names]
+        normal and the reduction cells); inside ``perturbed_gates``, with its noise."""
+        gates = [self.gate(getattr(self, n)) for n in self._alpha_names]
+        if self._gate_noise is not None:
+            gates = [g + noise.to(g.dtype) for g, noise in zip(gates, self._gate_noise)]
+        return gates
+
+    @contextlib.contextmanager
+    def perturbed_gates(self, epsilon: float) -> Iterator[None]:
+        """SDARTS-RS (Chen & Hsieh, ICML 2020): within the block the op weights carry uniform noise in
+        ``[-epsilon, epsilon]``, drawn once on entry from torch's generator (the weight step's smoothing of the
+        loss landscape in the alphas). ``epsilon <= 0``: no noise."""
+        if epsilon <= 0:
+            yield
+            return
+        self._gate_noise = [torch.empty_like(getattr(self, n)).uniform_(-epsilon, epsilon) for n in self._alpha_names]
+        try:
+            yield
+        finally:
+            self._gate_noise = None
 
     def edge_gates(self) -> list[torch.Tensor | None]:
         """PC-DARTS: per edge, the softmax of the betas over the edges entering the same node (else Nones)."""
@@ -441,7 +459,8 @@ class SearchNetwork(nn.Module):
         return derive_from_gates(raw, self.gate_mode, self.space.primitives, self.space.nodes,
                                  self.space.multiplier, reductions=() if per_design else self.reductions,
                                  seq=None if per_design else self.seq, rule=rule or self.rule,
-                                 threshold=threshold if threshold is not None else self.threshold)
+                                 threshold=threshold if threshold is not None else self.threshold,
+                                 max_skip=self.max_skip)
 
     def arch_state(self) -> dict[str, torch.Tensor]:
         """The raw alphas by name, detached copies on the CPU (what the alpha history stores)."""

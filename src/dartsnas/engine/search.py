@@ -41,7 +41,8 @@ RESUME_LOCKED = ("dataset", "layers", "init_channels", "nodes", "multiplier", "s
                  "primitives", "ops_module", "approx_table", "alphas", "gates", "zero_one_weight", "derive_rule",
                  "threshold", "pretrain_epochs", "partial_channels", "order", "hessian", "batch_size",
                  "train_portion", "seed", "lr", "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr",
-                 "arch_weight_decay", "arch_betas")
+                 "arch_weight_decay", "arch_betas", "hessian_eigenvalue", "eigen_batches", "early_stop", "es_window",
+                 "es_threshold", "max_skip", "random_smoothing")
 
 
 DEFAULT_LAYERS = 8  # the paper's supernet
@@ -160,7 +161,7 @@ class SearchArtifacts(Hook):
 
     def after_run(self, loop: Search) -> None:
         run, network = loop.run_dir, loop.network
-        run.write_final_genotype(loop.genotype)
+        run.write_final_genotype(loop.final_genotype())
         if network.alpha_mode == "per-cell":  # D-DARTS writes the sparse and the edge cells at the end
             threshold = network.threshold if network.rule != "top-k" else DEFAULT_THRESHOLD
             for rule in ("threshold-sparse", "threshold-edge"):
@@ -199,7 +200,7 @@ class Search(EpochLoop):
                                          stem_multiplier=cfg.stem_multiplier, recompute=cfg.recompute,
                                          partial_channels=cfg.partial_channels, alphas=cfg.alphas,
                                          gates=cfg.gates, rule=self.rule, threshold=self.threshold,
-                                         channels_last=cfg.channels_last)
+                                         channels_last=cfg.channels_last, max_skip=cfg.max_skip)
         if self.space.baseline is not None:  # start from the handcrafted network's block
             self.network.init_from_genotype(self.space.baseline)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -223,6 +224,8 @@ class Search(EpochLoop):
         self.history: dict[str, list[np.ndarray]] = {n: [a.numpy()] for n, a in self.network.arch_state().items()}
         self.genotype: Genotype | None = None  # after each epoch, the genotype of the alphas
         self._arch_losses: list[float] = []
+        self._epoch = 0  # the epoch being trained (SDARTS-RS's radius grows with it)
+        self._eigen_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # fixed, taken on first use
 
     def _check_builds(self) -> None:
         """One forward pass on a tiny input: a layers/channels/image-size mix that cannot run fails here."""
@@ -288,6 +291,7 @@ class Search(EpochLoop):
 
     def begin_epoch(self, epoch: int, resume: dict[str, Any] | None) -> None:
         self.network.train()
+        self._epoch = epoch
         self._arch_losses = list(resume["arch_losses"]) if resume else []
 
     def epoch_state(self) -> dict[str, Any]:
@@ -326,14 +330,88 @@ class Search(EpochLoop):
         row = {"epoch": epoch, "train_loss": train["loss"], "train_acc": train["acc"],
                "arch_loss": train["arch_loss"], "val_loss": val["loss"], "val_acc": val["acc"],
                "lr": lr, "arch_lr": self.cfg.arch_lr, "seconds": time.perf_counter() - start,
-               "genotype_distance": self._distance_to_previous(epoch, self.genotype)}
+               "genotype_distance": self._distance_to_previous(epoch, self.genotype),
+               **self._parameter_free_counts(self.genotype)}
         if self.space.layout is not None and self.cfg.arch_metric:
             row["arch_metric"] = self._arch_metric()
+        if self.watches_eigenvalue:
+            began = time.perf_counter()
+            row["hessian_eigenvalue"] = self.hessian_eigenvalue()
+            row["eigen_seconds"] = time.perf_counter() - began
         return row
 
+    # -- collapse: the alpha-Hessian eigenvalue, DARTS-ES, skip counts, SDARTS-RS ------------------------------
+    @property
+    def watches_eigenvalue(self) -> bool:
+        return self.cfg.hessian_eigenvalue or self.cfg.early_stop == "eigenvalue"
+
+    def hessian_eigenvalue(self) -> float:
+        """The largest eigenvalue of the alpha Hessian of the validation loss (``dartsnas.hessian``) on the first
+        ``eigen_batches`` batches of the alpha half, the same every epoch (their augmentation drawn from the
+        seed), the supernet in train mode as the alpha step sees it."""
+        from ..hessian import alpha_hessian_eigenvalue
+
+        if self._eigen_batches is None:
+            data, size = self.val_loader.dataset, self.cfg.batch_size
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.cfg.seed)
+                items = [data[i] for i in range(min(len(data), size * self.cfg.eigen_batches))]
+            self._eigen_batches = [
+                (torch.stack([torch.as_tensor(x) for x, _ in items[i:i + size]]),
+                 torch.as_tensor([int(y) for _, y in items[i:i + size]])) for i in range(0, len(items), size)]
+        batches = [(x.to(self.device, memory_format=self.memory_format), y.to(self.device))
+                   for x, y in self._eigen_batches]
+        self.network.train()
+        return alpha_hessian_eigenvalue(self.network, batches=batches)
+
+    def _parameter_free_counts(self, genotype: Genotype) -> dict[str, int]:
+        """How many of the cell type's pairs are parameter-free ops (skip connections, pooling), over its cells:
+        a collapsing search fills its normal cell with them."""
+        from ..ops import parameter_free
+
+        counts = {"param_free_normal": 0, "param_free_reduce": 0}
+        for design in genotype.cell_designs():
+            key = "param_free_reduce" if design.reduction else "param_free_normal"
+            counts[key] += sum(parameter_free(op, self.space.op_options) for node in design.nodes for op, _ in node)
+        return counts
+
+    def smoothing_radius(self) -> float:
+        """SDARTS-RS's noise radius in this epoch: from 0.03 rising linearly to ``random_smoothing``, as SDARTS'
+        code schedules it (epoch counted from 0)."""
+        top = self.cfg.random_smoothing
+        return 0.0 if top <= 0 else 0.03 + (top - 0.03) * (self._epoch - 1) / self.cfg.epochs
+
+    def eigenvalue_stop(self) -> int | None:
+        """DARTS-ES (Zela et al., Sec. 5): with k = ``es_window``, stop after epoch i when the mean eigenvalue
+        over epochs i-2k+1..i-k divided by that over i-k+1..i falls below ``es_threshold``; returns the epoch
+        i-k whose genotype the search keeps, or None."""
+        if self.cfg.early_stop != "eigenvalue":
+            return None
+        k = self.cfg.es_window
+        rows = [r for r in self.metrics if int(r["epoch"]) > self.cfg.pretrain_epochs
+                and r.get("hessian_eigenvalue") not in (None, "")]
+        if len(rows) < 2 * k:
+            return None
+        values = [float(r["hessian_eigenvalue"]) for r in rows[-2 * k:]]
+        previous, last = float(np.mean(values[:k])), float(np.mean(values[k:]))
+        if last > 0 and previous / last < self.cfg.es_threshold:
+            return int(rows[-k - 1]["epoch"])
+        return None
+
+    def final_genotype(self) -> Genotype:
+        """The run's result: the last epoch's genotype, or after a DARTS-ES stop that of ``es_window`` epochs
+        before it."""
+        kept = self.eigenvalue_stop()
+        if kept is not None:
+            return self.network.genotype(raw={n: rows[kept] for n, rows in self.history.items()})
+        return self.genotype if self.genotype is not None else self.network.genotype()
+
     def describe(self, row: dict[str, Any]) -> str:
+        eigen = (f"  eigenvalue {float(row['hessian_eigenvalue']):.4g} ({float(row['eigen_seconds']):.1f}s)"
+                 if row.get("hessian_eigenvalue") not in (None, "") else "")
         return (f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.2f}%  val loss {row['val_loss']:.4f} "
-                f"acc {row['val_acc']:.2f}%  lr {row['lr']:.5f}  {row['seconds']:.1f}s  {self._genotype_note(row)}")
+                f"acc {row['val_acc']:.2f}%  lr {row['lr']:.5f}  {row['seconds']:.1f}s{eigen}  "
+                f"{self._genotype_note(row)}")
 
     def _genotype_note(self, row: dict[str, Any]) -> str:
         """The genotype in the epoch's log line when it changed; else that it did not (in full with -v)."""
@@ -344,6 +422,12 @@ class Search(EpochLoop):
         return "genotype unchanged"
 
     def early_stop(self) -> str | None:
+        kept = self.eigenvalue_stop()
+        if kept is not None:
+            k = self.cfg.es_window
+            return (f"DARTS-ES: the mean alpha-Hessian eigenvalue of the last {k} epochs reached 1/"
+                    f"{self.cfg.es_threshold:g} times that of the {k} before (--early-stop eigenvalue); the "
+                    f"genotype of epoch {kept} is kept")
         if self.converged():
             return (f"the genotype moved by at most {self.cfg.early_stop_distance:g} for {self.cfg.patience} "
                     "epochs (--early-stop-distance, --patience)")
@@ -353,8 +437,7 @@ class Search(EpochLoop):
         return None
 
     def result(self) -> SearchResult:
-        return SearchResult(self.run_dir, self.genotype if self.genotype is not None else self.network.genotype(),
-                            list(self.metrics))
+        return SearchResult(self.run_dir, self.final_genotype(), list(self.metrics))
 
     def _run_epochs(self, run_dir) -> SearchResult:
         if self.dist.is_main:
@@ -411,8 +494,9 @@ class Search(EpochLoop):
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.weight_optimizer.zero_grad(set_to_none=True)
-        loss, logits = weight_backward(self.network, x, y, self.device, self.amp_dtype,
-                                       self.scaler if self.scaler.is_enabled() else None)
+        with self.network.perturbed_gates(self.smoothing_radius()):  # SDARTS-RS (off by default)
+            loss, logits = weight_backward(self.network, x, y, self.device, self.amp_dtype,
+                                           self.scaler if self.scaler.is_enabled() else None)
         self.dist.average_grads_(self.network.weights())
         self.scaler.unscale_(self.weight_optimizer)
         if self.cfg.grad_clip > 0:

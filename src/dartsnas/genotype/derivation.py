@@ -182,14 +182,34 @@ def derive_cell(
     return CellDesign(nodes=tuple(cell), concat=concat, reduction=reduction)
 
 
+def capped_cell(weights: Any, primitives: Sequence[str], nodes: int, multiplier: int, *,
+                max_skip: int | None = None, reduction: bool = False, **options: Any) -> CellDesign:
+    """:func:`derive_cell`, with P-DARTS' cap (Chen et al., ICCV 2019) on a normal cell: while it holds more than
+    ``max_skip`` ``skip_connect`` pairs, the weakest of them loses its skip weight and the cell is derived again,
+    so the edge takes its next best op, or another edge takes its place."""
+    cell = derive_cell(weights, primitives, nodes, multiplier, reduction=reduction, **options)
+    if max_skip is None or reduction or "skip_connect" not in primitives:
+        return cell
+    skip = list(primitives).index("skip_connect")
+    w = _to_numpy(weights).copy()
+    starts = np.cumsum([0] + [2 + i for i in range(nodes)])
+    while True:
+        chosen = [(w[starts[i] + j, skip], starts[i] + j) for i, node in enumerate(cell.nodes)
+                  for op, j in node if op == "skip_connect"]
+        if len(chosen) <= max_skip:
+            return cell
+        w[min(chosen)[1], skip] = 0.0
+        cell = derive_cell(w, primitives, nodes, multiplier, reduction=reduction, **options)
+
+
 def derive_genotype(normal_weights: Any, reduce_weights: Any, primitives: Sequence[str], nodes: int, multiplier: int,
                     **options: Any) -> Genotype:
     """A DARTS genotype (normal and reduce) from the gated weights of both cell types; records ``primitives``.
 
     ``options`` (``k``, ``exclude``, ``rule``, ``threshold``) as in :func:`derive_cell`.
     """
-    normal = derive_cell(normal_weights, primitives, nodes, multiplier, reduction=False, **options)
-    reduce = derive_cell(reduce_weights, primitives, nodes, multiplier, reduction=True, **options)
+    normal = capped_cell(normal_weights, primitives, nodes, multiplier, reduction=False, **options)
+    reduce = capped_cell(reduce_weights, primitives, nodes, multiplier, reduction=True, **options)
     return Genotype(normal=normal, reduce=reduce, primitives=tuple(primitives))
 
 
@@ -204,7 +224,7 @@ def derive_per_cell_genotype(weights: Sequence[Any], reductions: Iterable[int], 
     if bad:
         raise GenotypeError(f"reduction positions {bad} are outside the {len(weights)} cells")
     cells = tuple(
-        derive_cell(w, primitives, nodes, multiplier, reduction=i in red, **options) for i, w in enumerate(weights)
+        capped_cell(w, primitives, nodes, multiplier, reduction=i in red, **options) for i, w in enumerate(weights)
     )
     return Genotype(cells=cells, primitives=tuple(primitives))
 
@@ -228,11 +248,15 @@ def per_cell_names(raw: Mapping[str, Any]) -> list[str]:
 
 def derive_from_gates(raw: Mapping[str, Any], gate: str, primitives: Sequence[str], nodes: int, multiplier: int, *,
                       reductions: Sequence[int] = (), rule: str = "top-k",
-                      threshold: float | None = None, seq: Sequence[int] | None = None) -> Genotype:
+                      threshold: float | None = None, seq: Sequence[int] | None = None,
+                      max_skip: int | None = None) -> Genotype:
     """The genotype of raw alphas ``{name: array}`` (``alpha_normal``/``alpha_reduce``, or ``alpha_cell_NN``,
     with ``beta_*`` edge parameters for PC-DARTS). ``reductions``: the reducing positions of a per-cell
-    search; ``seq``: with a whole-network layout (DARTOpti), the ``alpha_cell_NN`` set of each position."""
+    search; ``seq``: with a whole-network layout (DARTOpti), the ``alpha_cell_NN`` set of each position;
+    ``max_skip``: P-DARTS' cap on the skip connections of each normal cell (:func:`capped_cell`)."""
     extra = {} if rule == "top-k" else {"rule": rule, "threshold": threshold}
+    if max_skip is not None:
+        extra["max_skip"] = max_skip
 
     def weights(name: str) -> np.ndarray:
         w = gate_values(raw[name], gate)

@@ -59,6 +59,12 @@ def build_op(name: str, C: int, stride: int, affine: bool, options: Mapping[str,
     return builder(C, stride, affine, **_accepted(builder, options)) if options else builder(C, stride, affine)
 
 
+def parameter_free(name: str, options: Mapping[str, Any] | None = None) -> bool:
+    """Whether the op ``name`` has no parameters at stride 1 (skip connections, pooling, ``none``): the ops a
+    collapsing DARTS search fills its cells with."""
+    return not any(True for _ in build_op(name, 4, 1, True, options).parameters())
+
+
 def _accepted(builder: Callable[..., nn.Module], options: Mapping[str, Any]) -> dict[str, Any]:
     try:
         params = inspect.signature(builder).parameters
@@ -95,6 +101,7 @@ __all__ = [
     "describe_op",
     "OP_DESCRIPTIONS",
     "build_op",
+    "parameter_free",
     "DARTS_PRIMITIVES",
     "DilConv",
     "FactorizedReduce",

@@ -43,7 +43,10 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "
     learning rate, from a run's metrics rows."""
     plt = _pyplot()
     epochs = _num(rows, "epoch")
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    eigen = _num(rows, "hessian_eigenvalue")
+    collapse = bool(rows) and any(np.isfinite(eigen))  # a search that watched the alpha-Hessian eigenvalue
+    fig, axes = plt.subplots(1, 4 if collapse else 3, figsize=(20 if collapse else 15, 4.2),
+                             constrained_layout=True)
     styles = {"train": ("#0072B2", "-"), "val": ("#D55E00", "--"), "test": ("#009E73", "-.")}
     for ax, what in zip(axes[:2], ("loss", "acc")):
         for split, (color, ls) in styles.items():
@@ -64,9 +67,31 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "
     axes[2].set_title("learning rate")
     axes[2].grid(alpha=0.3)
     axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    if collapse:
+        _collapse_panel(axes[3], rows, epochs, eigen)
     if title:
         fig.suptitle(title)
     return _save(fig, path)
+
+
+def _collapse_panel(ax, rows: Sequence[dict[str, Any]], epochs: list[float], eigen: list[float]) -> None:
+    """The alpha-Hessian's largest eigenvalue (left axis) with the parameter-free ops of the genotype per cell
+    type (right axis): Zela et al.'s sign of a collapse and the collapse itself."""
+    ax.plot(epochs, eigen, color="#CC79A7", marker="o", markersize=3, label="largest eigenvalue")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(_int_locator())
+    ax.set_ylabel("alpha-Hessian eigenvalue")
+    ax.set_title("collapse")
+    ax.grid(alpha=0.3)
+    counts = ax.twinx()
+    for key, label, ls in (("param_free_normal", "parameter-free ops, normal", "--"),
+                           ("param_free_reduce", "parameter-free ops, reduction", ":")):
+        counts.plot(epochs, _num(rows, key), ls, color="#555555", label=label)
+    counts.set_ylabel("parameter-free ops in the genotype")
+    counts.yaxis.set_major_locator(_int_locator())
+    lines = ax.get_legend_handles_labels()
+    more = counts.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8)
 
 
 def _edge_labels(num_edges: int) -> list[str]:

@@ -30,7 +30,9 @@ SCALARS = {"train_loss": "loss/train", "val_loss": "loss/val", "test_loss": "los
            "train_acc": "accuracy/train", "val_acc": "accuracy/val", "test_acc": "accuracy/test",
            "test_top5": "accuracy/test_top5", "lr": "lr/weights", "arch_lr": "lr/alphas",
            "drop_path_prob": "regularisation/drop_path_prob", "seconds": "time/seconds_per_epoch",
-           "genotype_distance": "search/genotype_distance", "arch_metric": "search/arch_metric"}
+           "genotype_distance": "search/genotype_distance", "arch_metric": "search/arch_metric",
+           "hessian_eigenvalue": "collapse/hessian_eigenvalue", "eigen_seconds": "time/eigenvalue_seconds",
+           "param_free_normal": "collapse/param_free_normal", "param_free_reduce": "collapse/param_free_reduce"}
 
 
 class TensorBoardMissing(DartsNASError):
