@@ -74,11 +74,17 @@ def _rows(run):
 
 
 def test_a_search_records_the_eigenvalue_and_the_parameter_free_ops(tmp_path):
+    """With every remedy on at once (each is tested on its own below): they run end to end, and --max-skip 0
+    leaves no skip connection in a normal cell, in every epoch's genotype."""
     from dartsnas.cli import main
     from dartsnas.genotype import load_genotype
 
     run = tmp_path / "run"
-    assert main([*SEARCH, "--epochs", "2", "--hessian-eigenvalue", "--eigen-batches", "1", "--out", str(run)]) == 0
+    remedies = ["--max-skip", "0", "--random-smoothing", "0.3", "--auxiliary-skip", "--drop-path-prob", "0.2"]
+    assert main([*SEARCH, "--epochs", "2", "--hessian-eigenvalue", "--eigen-batches", "1", *remedies,
+                 "--out", str(run)]) == 0
+    for path in (run / "genotypes").iterdir():
+        assert all(op != "skip_connect" for node in load_genotype(path).normal.nodes for op, _ in node)
     rows = _rows(run)
     assert [float(r["hessian_eigenvalue"]) > 0 for r in rows] == [True, True]  # finite, and positive here
     assert all(float(r["eigen_seconds"]) > 0 for r in rows)
@@ -175,3 +181,51 @@ def test_random_smoothing_perturbs_the_weight_step_within_its_radius():
     assert search.smoothing_radius() == pytest.approx(0.03 + 0.27 * 9 / 10)
     cfg.random_smoothing = 0.0
     assert Search(cfg, show_progress=False).smoothing_radius() == 0.0
+
+
+def test_darts_minus_adds_a_decaying_skip_to_every_edge():
+    from dartsnas.config import SearchConfig
+    from dartsnas.engine.search import Search
+
+    torch.manual_seed(0)
+    net = SearchNetwork(SearchSpace(nodes=2, multiplier=2), 4, 3, 3, in_channels=1, auxiliary_skip=True).double()
+    net.eval()
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
+    kinds = {type(m).__name__ for cell in net.cells for m in cell.aux_skips}
+    assert kinds == {"Identity", "FactorizedReduce"}  # a factorized reduce on a reduction cell's input edges
+    net.set_auxiliary_skip_weight(0.0)
+    without = net(x)
+    saved = [cell.aux_skips for cell in net.cells]
+    for cell in net.cells:
+        cell.aux_skips = None
+    assert torch.equal(net(x), without)  # beta 0: the plain supernet
+    for cell, aux in zip(net.cells, saved):
+        cell.aux_skips = aux
+    net.set_auxiliary_skip_weight(1.0)
+    assert not torch.allclose(net(x), without)
+    cfg = SearchConfig(dataset="digits", layers=3, init_channels=4, nodes=2, multiplier=2, workers=0, epochs=4,
+                       auxiliary_skip=True)
+    search = Search(cfg, show_progress=False)
+    for epoch, beta in ((1, 1.0), (4, 0.25)):  # linear decay from 1 towards 0
+        search.begin_epoch(epoch, None)
+        assert all(cell.aux_weight == beta for cell in search.network.cells)
+
+
+def test_search_drop_path_drops_edges_in_the_weight_step_only():
+    net = _tiny_network()
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    net.train()
+    with torch.no_grad():
+        plain = [net(x) for _ in range(2)]
+        with net.dropped_paths(0.5):
+            dropped = [net(x) for _ in range(2)]
+        after = net(x)
+        net.eval()
+        with net.dropped_paths(0.5):
+            evaluated = net(x)
+        net.train()
+    assert torch.allclose(plain[0], plain[1]) and torch.allclose(after, plain[0])
+    assert not torch.allclose(dropped[0], dropped[1])  # fresh masks each pass
+    net.eval()
+    with torch.no_grad():
+        assert torch.equal(net(x), evaluated)  # never in eval mode

@@ -144,6 +144,12 @@ class SearchConfig(RunOptions):
     random_smoothing: float = field(default=0.0, metadata=help_(
         "SDARTS-RS (Chen & Hsieh): uniform noise of this radius on the op weights in each weight step, the "
         "radius rising linearly from 0.03 over the epochs (SDARTS uses 0.3; 0: off)", metavar="EPS"))
+    auxiliary_skip: bool = field(default=False, metadata=help_(
+        "DARTS- (Chu et al.): an auxiliary skip connection on every edge, its weight decaying linearly from 1 to "
+        "0 over the epochs"))
+    drop_path_prob: float = field(default=0.0, metadata=help_(
+        "drop path on the edges in the weight step, its probability rising linearly to this over the epochs "
+        "(Zela et al.'s regularised search, with a larger --weight-decay; 0: off)"))
     order: int = field(default=1, metadata=help_("1: first-order, 2: second-order (unrolled) alpha gradient",
                                                  choices=[1, 2]))
     hessian: str = field(default="finite-difference", metadata=help_(
@@ -209,8 +215,9 @@ class SearchConfig(RunOptions):
             raise ConfigError(f"early_stop must be eigenvalue, got {self.early_stop!r}")
         if self.max_skip is not None and self.max_skip < 0:
             raise ConfigError(f"max_skip must be >= 0, got {self.max_skip}")
-        if not 0.0 <= self.random_smoothing < 1.0:
-            raise ConfigError(f"random_smoothing must be in [0, 1), got {self.random_smoothing}")
+        for name in ("random_smoothing", "drop_path_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.early_stop_distance is not None and self.early_stop_distance < 0:
             raise ConfigError(f"early_stop_distance must be >= 0, got {self.early_stop_distance}")
         if self.recompute not in ("ops", "off", "cells", "edges", "all"):

@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 from .baselines import layout_alphas
 from .errors import ConfigError
 from .genotype import GATES, Genotype
+from .network import drop_path
 from .ops import FactorizedReduce, ReLUConvBN, build_op
 from .ops.layout import cat_channels, global_avg_pool
 from .ops.lean import in_plain_autograd, lean_allowed, lean_plan, lean_run, plain_autograd
@@ -196,6 +197,7 @@ class SearchCell(nn.Module):
                  reduction_prev: bool, partial: int = 1):
         super().__init__()
         self.reduction = reduction
+        self.C = C
         self.nodes = space.nodes
         self.multiplier = space.multiplier
         if reduction_prev:
@@ -204,11 +206,20 @@ class SearchCell(nn.Module):
             self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False)
         self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
         self.recompute_edges = False
+        self.aux_skips: nn.ModuleList | None = None  # DARTS-: add_auxiliary_skips
+        self.aux_weight = 0.0  # DARTS-'s beta, set each epoch
+        self.drop_prob = 0.0  # a regularised search's drop path on the edges (weight step only)
         self.edges = nn.ModuleList()
         for i in range(self.nodes):
             for j in range(2 + i):
                 stride = 2 if reduction and j < 2 else 1
                 self.edges.append(MixedOp(space.primitives, C, stride, partial, space.op_options))
+
+    def add_auxiliary_skips(self) -> None:
+        """DARTS- (Chu et al., ICLR 2021): an extra skip connection on every edge, weighted by ``aux_weight``
+        (an identity, or a factorized reduce on a reduction cell's input edges)."""
+        self.aux_skips = nn.ModuleList(FactorizedReduce(self.C, self.C, affine=False) if edge.stride == 2
+                                       else nn.Identity() for edge in self.edges)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
                 edge_weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -232,6 +243,10 @@ class SearchCell(nn.Module):
                     term = edge(h, weights[offset + j])
                 if edge_weights is not None:
                     term = edge_weights[offset + j] * term
+                if self.drop_prob > 0 and self.training:
+                    term = drop_path(term, self.drop_prob)
+                if self.aux_skips is not None and self.aux_weight > 0:
+                    term = term + self.aux_weight * self.aux_skips[offset + j](h)
                 node = term if node is None else node + term
             offset += len(states)
             states.append(node)
@@ -257,7 +272,8 @@ class SearchNetwork(nn.Module):
     def __init__(self, space: SearchSpace, C: int = 16, num_classes: int = 10, layers: int = 8, *,
                  in_channels: int = 3, stem_multiplier: int = 3, recompute: str = "ops", partial_channels: int = 1,
                  alphas: str = "shared", gates: str = "softmax", rule: str = "top-k",
-                 threshold: float | None = None, channels_last: bool = True, max_skip: int | None = None):
+                 threshold: float | None = None, channels_last: bool = True, max_skip: int | None = None,
+                 auxiliary_skip: bool = False):
         super().__init__()
         if alphas not in ALPHA_MODES:
             raise ConfigError(f"alphas must be one of {', '.join(ALPHA_MODES)}, got {alphas!r}")
@@ -297,6 +313,9 @@ class SearchNetwork(nn.Module):
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, space.multiplier * C_curr
         self.classifier = nn.Linear(C_prev, num_classes)
+        if auxiliary_skip:
+            for cell in self.cells:
+                cell.add_auxiliary_skips()
 
         self.set_recompute(recompute)
         shape = (space.num_edges, space.num_ops)
@@ -393,6 +412,23 @@ class SearchNetwork(nn.Module):
         if self._gate_noise is not None:
             gates = [g + noise.to(g.dtype) for g, noise in zip(gates, self._gate_noise)]
         return gates
+
+    def set_auxiliary_skip_weight(self, beta: float) -> None:
+        """DARTS-'s beta: the weight of the auxiliary skip on every edge (built with ``auxiliary_skip=True``)."""
+        for cell in self.cells:
+            cell.aux_weight = float(beta)
+
+    @contextlib.contextmanager
+    def dropped_paths(self, prob: float) -> Iterator[None]:
+        """Within the block, in train mode, each edge's output is dropped per sample with probability ``prob``
+        (and the kept ones scaled up): the scheduled drop path Zela et al. add to the search."""
+        for cell in self.cells:
+            cell.drop_prob = float(prob)
+        try:
+            yield
+        finally:
+            for cell in self.cells:
+                cell.drop_prob = 0.0
 
     @contextlib.contextmanager
     def perturbed_gates(self, epsilon: float) -> Iterator[None]:

@@ -42,7 +42,7 @@ RESUME_LOCKED = ("dataset", "layers", "init_channels", "nodes", "multiplier", "s
                  "threshold", "pretrain_epochs", "partial_channels", "order", "hessian", "batch_size",
                  "train_portion", "seed", "lr", "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr",
                  "arch_weight_decay", "arch_betas", "hessian_eigenvalue", "eigen_batches", "early_stop", "es_window",
-                 "es_threshold", "max_skip", "random_smoothing")
+                 "es_threshold", "max_skip", "random_smoothing", "auxiliary_skip", "drop_path_prob")
 
 
 DEFAULT_LAYERS = 8  # the paper's supernet
@@ -200,7 +200,8 @@ class Search(EpochLoop):
                                          stem_multiplier=cfg.stem_multiplier, recompute=cfg.recompute,
                                          partial_channels=cfg.partial_channels, alphas=cfg.alphas,
                                          gates=cfg.gates, rule=self.rule, threshold=self.threshold,
-                                         channels_last=cfg.channels_last, max_skip=cfg.max_skip)
+                                         channels_last=cfg.channels_last, max_skip=cfg.max_skip,
+                                         auxiliary_skip=cfg.auxiliary_skip)
         if self.space.baseline is not None:  # start from the handcrafted network's block
             self.network.init_from_genotype(self.space.baseline)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -292,6 +293,8 @@ class Search(EpochLoop):
     def begin_epoch(self, epoch: int, resume: dict[str, Any] | None) -> None:
         self.network.train()
         self._epoch = epoch
+        if self.cfg.auxiliary_skip:  # DARTS-: beta decays linearly from 1 to 0 (epoch counted from 0)
+            self.network.set_auxiliary_skip_weight(1.0 - (epoch - 1) / self.cfg.epochs)
         self._arch_losses = list(resume["arch_losses"]) if resume else []
 
     def epoch_state(self) -> dict[str, Any]:
@@ -494,7 +497,10 @@ class Search(EpochLoop):
 
     def weight_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.weight_optimizer.zero_grad(set_to_none=True)
-        with self.network.perturbed_gates(self.smoothing_radius()):  # SDARTS-RS (off by default)
+        drop = self.cfg.drop_path_prob * (self._epoch - 1) / self.cfg.epochs  # scheduled as in training
+        # SDARTS-RS and drop path (both off by default) act on the weight step alone: the alpha step's finite
+        # difference needs the same function at w + R v and w - R v
+        with self.network.perturbed_gates(self.smoothing_radius()), self.network.dropped_paths(drop):
             loss, logits = weight_backward(self.network, x, y, self.device, self.amp_dtype,
                                            self.scaler if self.scaler.is_enabled() else None)
         self.dist.average_grads_(self.network.weights())
