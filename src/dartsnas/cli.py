@@ -241,6 +241,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(geno)
     _add_ops_module(geno)
 
+    repeat = sub.add_parser("repeat", help="several search seeds, each found cell trained several times, then "
+                                           "mean +- std and the genotypes' distances (resumable)",
+                            epilog="example:\n  dartsnas repeat --search-config search.yaml --train-config train.yaml "
+                                   "--seeds 4 --retrains 2 --out runs/study\n  dartsnas repeat --resume runs/study\n",
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    repeat.add_argument("--search-config", metavar="FILE", help="YAML of search keys (default: the paper's search)")
+    repeat.add_argument("--train-config", metavar="FILE",
+                        help="YAML of training keys (default: the paper's training, on the search's data set)")
+    repeat.add_argument("--seeds", default="0,1", help="search seeds, comma-separated, or a count N for 0..N-1 "
+                                                       "(default: 0,1)")
+    repeat.add_argument("--retrains", type=int, default=1,
+                        help="trainings of each found cell, seeded from the training config's seed up "
+                             "(default: 1)")
+    repeat.add_argument("--out", metavar="DIR", help="the study's folder (default: runs/repeat-<dataset>-<time>)")
+    repeat.add_argument("--resume", metavar="DIR", help="continue the study in DIR: finished runs are kept, "
+                                                        "stopped ones resumed")
+    _add_verbosity(repeat)
+
     demo = sub.add_parser("demo", help="a short search on the built-in digits data (no download)")
     demo.add_argument("--out", metavar="DIR", help="folder for the demo's runs (default: runs/demo-digits-<time>)")
     demo.add_argument("--epochs", type=int, default=DEMO_SEARCH["epochs"], help="search epochs (default: %(default)s)")
@@ -407,6 +425,22 @@ def cmd_genotype(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repeat(args: argparse.Namespace) -> int:
+    from .repeat import run_repeat, summary_markdown
+
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise DartsNASError(f"--seeds takes a count or comma-separated integers, got {args.seeds!r}") from None
+    if len(seeds) == 1 and "," not in args.seeds:
+        seeds = list(range(seeds[0]))
+    summary = run_repeat(args.search_config, args.train_config, seeds=seeds, retrains=args.retrains, out=args.out,
+                         resume=args.resume)
+    print(summary_markdown(summary))
+    print(f"study folder: {summary['folder']} (summary.md, summary.json, report.html)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The whole story on the built-in digits: search, train the found cell, evaluate it, draw and report."""
     from .demo import run_demo
@@ -501,7 +535,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 COMMANDS = {"distance": cmd_distance, "hypergrad-check": cmd_hypergrad_check, "ops": cmd_ops, "report": cmd_report,
             "plot": cmd_plot, "search": cmd_search, "train": cmd_train, "evaluate": cmd_evaluate, "derive": cmd_derive,
-            "info": cmd_info, "genotype": cmd_genotype, "demo": cmd_demo}
+            "info": cmd_info, "genotype": cmd_genotype, "repeat": cmd_repeat, "demo": cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None, *, _configured: bool = False) -> int:

@@ -246,10 +246,37 @@ def _overlay(reports: Sequence[RunReport], path: Path) -> Path:
     return _save(fig, path)
 
 
+def markdown_html(text: str) -> str:
+    """The small Markdown dartsnas writes (``#`` headings, pipe tables, paragraphs, `code`) as HTML."""
+    import re
+
+    def inline(s: str) -> str:
+        return re.sub(r"`([^`]*)`", r"<code>\1</code>", _e(s))
+
+    out, table = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if not all(set(c) <= set("-: ") for c in cells):
+                table.append(cells)
+            continue
+        if table:
+            head, *rows = table
+            out.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in head) + "</tr>" + "".join(
+                "<tr>" + "".join(f"<td>{inline(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>")
+            table = []
+        if line.startswith("#"):
+            out.append(f"<h2>{inline(line.lstrip('#').strip())}</h2>")
+        elif line.strip():
+            out.append(f"<p>{inline(line)}</p>")
+    return "\n".join(out)
+
+
 def write_report(runs: Sequence[str | Path], out: str | Path | None = None, *, init_channels: int | None = None,
-                 layers: int | None = None) -> Path:
+                 layers: int | None = None, summary: str | None = None) -> Path:
     """The page for one run (default ``RUN/report.html``) or the comparison of several (default
-    ``report.html`` here). Returns the file written."""
+    ``report.html`` here), after ``summary`` (Markdown: a repeated study's table) when given. Returns the file
+    written."""
     import tempfile
 
     from .. import __version__
@@ -290,5 +317,6 @@ def write_report(runs: Sequence[str | Path], out: str | Path | None = None, *, i
     page = (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{_e(title)}</title>"
             f"<link rel='icon' href='data:,'><style>{CSS}</style></head><body><h1>{_e(title)}</h1>"
-            f"<p class='sub'>made by dartsnas {_e(__version__)} on {stamp}</p>{body}</body></html>\n")
+            f"<p class='sub'>made by dartsnas {_e(__version__)} on {stamp}</p>"
+            f"{markdown_html(summary) if summary else ''}{body}</body></html>\n")
     return atomic_write_bytes(target, page.encode("utf-8"))
