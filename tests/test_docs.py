@@ -1,5 +1,6 @@
-"""The documentation stays true: every Python block in the README and docs/ runs, every command in them parses,
-every relative link resolves, the command-line reference is what the parser says, the op table lists every op."""
+"""The documentation stays true: every Python block in the README and docs/ runs, every YAML block loads as a
+space file, every command in them parses, every relative link resolves, the command-line reference is what the
+parser says, the op table lists every op."""
 import importlib.util
 import re
 import shlex
@@ -124,6 +125,18 @@ def test_every_python_block_in_the_docs_runs(tmp_path, monkeypatch):
             OPS.unregister(name)
     assert (tmp_path / "genotype.json").is_file() and (tmp_path / "runs" / "s1" / "genotype.json").is_file()
     assert np.load(tmp_path / "RUN" / "alphas.npz")["alpha_normal"].shape[0] == 2
+
+
+def test_every_yaml_block_in_the_docs_is_a_space_file_that_loads(tmp_path):
+    from dartsnas.space import load_space_file
+
+    blocks = _blocks("yaml")
+    assert blocks
+    for i, (page, block) in enumerate(blocks):
+        path = tmp_path / f"space{i}.yaml"
+        path.write_text(block)
+        space = load_space_file(path)
+        assert space.primitives and space.nodes >= 1, page.name
 
 
 def test_the_op_table_lists_every_shipped_op():
