@@ -365,7 +365,9 @@ class Search(EpochLoop):
         batches = [(x.to(self.device, memory_format=self.memory_format), y.to(self.device))
                    for x, y in self._eigen_batches]
         self.network.train()
-        return alpha_hessian_eigenvalue(self.network, batches=batches)
+        # under torchrun each process holds its own shard of the alpha half: rank 0's value is everyone's, so
+        # that DARTS-ES decides the same everywhere
+        return float(self.dist.broadcast_object(alpha_hessian_eigenvalue(self.network, batches=batches)))
 
     def _parameter_free_counts(self, genotype: Genotype) -> dict[str, int]:
         """How many of the cell type's pairs are parameter-free ops (skip connections, pooling), over its cells:

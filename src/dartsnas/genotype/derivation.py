@@ -196,9 +196,10 @@ def capped_cell(weights: Any, primitives: Sequence[str], nodes: int, multiplier:
     while True:
         chosen = [(w[starts[i] + j, skip], starts[i] + j) for i, node in enumerate(cell.nodes)
                   for op, j in node if op == "skip_connect"]
-        if len(chosen) <= max_skip:
+        if len(chosen) <= max_skip or min(chosen)[0] <= 0.0:  # (0: an edge with nothing else keeps its skip)
             return cell
-        w[min(chosen)[1], skip] = 0.0
+        edge = min(chosen)[1]
+        w[edge, skip] = 0.0
         cell = derive_cell(w, primitives, nodes, multiplier, reduction=reduction, **options)
 
 
