@@ -13,7 +13,7 @@ from dartsnas.cli import main
 from dartsnas.config import SearchConfig, TrainConfig
 from dartsnas.engine.hooks import Hook
 
-TINY = dict(dataset="digits", layers=2, init_channels=2, nodes=2, multiplier=2, batch_size=128, workers=0,
+TINY = dict(dataset="digits", layers=3, init_channels=2, nodes=2, multiplier=2, batch_size=128, workers=0,
             stem_multiplier=1, epochs=1)
 
 

@@ -13,7 +13,7 @@ import yaml
 from dartsnas.cli import main
 from dartsnas.genotype import derive_genotype, load_genotype, softmax
 
-TINY = ["--dataset", "digits", "--layers", "2", "--init-channels", "2", "--nodes", "2", "--multiplier", "2",
+TINY = ["--dataset", "digits", "--layers", "3", "--init-channels", "2", "--nodes", "2", "--multiplier", "2",
         "--batch-size", "128", "--workers", "0", "--stem-multiplier", "1"]
 
 
@@ -72,7 +72,7 @@ def test_checkpoint_loads_with_weights_only(run2):
 
 def test_saved_config_repeats_the_run(run2, tmp_path):
     cfg = yaml.safe_load((run2 / "config.yaml").read_text())
-    assert cfg["epochs"] == 2 and cfg["layers"] == 2 and len(cfg["primitives"]) == 8
+    assert cfg["epochs"] == 2 and cfg["layers"] == 3 and len(cfg["primitives"]) == 8
     out = tmp_path / "again"
     assert main(["search", "--config", str(run2 / "config.yaml"), "--out", str(out)]) == 0
     assert load_genotype(out / "genotype.json") == load_genotype(run2 / "genotype.json")
@@ -92,19 +92,19 @@ def test_resume_extends_a_run_to_the_same_result(run2, tmp_path):
 
 
 def test_resume_refuses_a_changed_network(run2, capsys):
-    assert main(["search", "--resume", str(run2), "--layers", "3", "--epochs", "3"]) == 2
+    assert main(["search", "--resume", str(run2), "--layers", "4", "--epochs", "3"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "layers" in err
 
 
 def test_config_file_and_flag_precedence(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text("epochs: 1\nlayers: 3\ninit-channels: 2\ndataset: digits\nworkers: 0\nnodes: 2\n"
+    config.write_text("epochs: 1\nlayers: 4\ninit-channels: 2\ndataset: digits\nworkers: 0\nnodes: 2\n"
                       "multiplier: 2\nbatch_size: 256\n")
     out = tmp_path / "run"
-    assert main(["search", "--config", str(config), "--layers", "2", "--out", str(out)]) == 0
+    assert main(["search", "--config", str(config), "--layers", "3", "--out", str(out)]) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
-    assert saved["layers"] == 2 and saved["init_channels"] == 2 and saved["batch_size"] == 256
+    assert saved["layers"] == 3 and saved["init_channels"] == 2 and saved["batch_size"] == 256
     assert saved["lr"] == 0.025  # untouched defaults are the paper's
 
 
@@ -193,7 +193,7 @@ def test_console_entry_point_reports_errors_without_traceback(tmp_path):
 def test_search_on_real_cifar10_images_through_imagefolder(cifar10_small, tmp_path):
     out = tmp_path / "cifar"
     code = main(["search", "--dataset", "imagefolder", "--data", str(cifar10_small), "--epochs", "1",
-                 "--layers", "2", "--init-channels", "4", "--batch-size", "25", "--workers", "0",
+                 "--layers", "3", "--init-channels", "4", "--batch-size", "25", "--workers", "0",
                  "--out", str(out)])
     assert code == 0
     rows = read_metrics(out)

@@ -11,7 +11,7 @@ from dartsnas.engine.train import Trainer
 from dartsnas.genotype import load_genotype
 from dartsnas.runs import load_checkpoint
 
-TINY = ["search", "--dataset", "digits", "--layers", "2", "--init-channels", "2", "--nodes", "2", "--multiplier",
+TINY = ["search", "--dataset", "digits", "--layers", "3", "--init-channels", "2", "--nodes", "2", "--multiplier",
         "2", "--batch-size", "128", "--workers", "0", "--stem-multiplier", "1", "--epochs", "2"]
 TRAIN = ["train", "--genotype", "DARTS_V2", "--dataset", "digits", "--layers", "2", "--init-channels", "4",
          "--batch-size", "128", "--workers", "0", "--epochs", "2"]

@@ -43,7 +43,7 @@ def test_search_and_train_on_fashion_mnist_with_the_seeds_flags(tmp_path: Path) 
     search, train = tmp_path / "search", tmp_path / "train"
     # pt.darts' and D-DARTS' spellings: --dataset FashionMNIST, underscore flags, --learning_rate, --cutout
     assert main(["search", "--dataset", "FashionMNIST", "--data", str(tmp_path / "data"), "--epochs", "1",
-                 "--layers", "2", "--init_channels", "2", "--nodes", "2", "--multiplier", "2", "--batch_size", "48",
+                 "--layers", "3", "--init_channels", "2", "--nodes", "2", "--multiplier", "2", "--batch_size", "48",
                  "--workers", "0", "--learning_rate", "0.05", "--arch_learning_rate", "0.001", "--no-download",
                  "-q", "--out", str(search)]) == 0
     saved = RunDir.open(search)
@@ -80,7 +80,7 @@ def test_seed_flag_spellings() -> None:
 
 def test_fp16_search_scales_the_weight_step_and_resumes_its_scaler(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    assert main(["search", "--dataset", "digits", "--layers", "2", "--init-channels", "2", "--nodes", "2",
+    assert main(["search", "--dataset", "digits", "--layers", "3", "--init-channels", "2", "--nodes", "2",
                  "--multiplier", "2", "--batch-size", "256", "--workers", "0", "--epochs", "1", "--amp", "fp16",
                  "-q", "--out", str(run)]) == 0
     state = load_checkpoint(run / "checkpoints" / "last.pt")

@@ -9,7 +9,7 @@ from PIL import Image
 from dartsnas.cli import main
 from dartsnas.genotype import load_genotype
 
-TINY_SEARCH = ["--dataset", "digits", "--layers", "2", "--init-channels", "2", "--nodes", "2", "--multiplier", "2",
+TINY_SEARCH = ["--dataset", "digits", "--layers", "3", "--init-channels", "2", "--nodes", "2", "--multiplier", "2",
                "--batch-size", "128", "--workers", "0", "--stem-multiplier", "1"]
 TINY_TRAIN = ["--dataset", "digits", "--layers", "3", "--init-channels", "8", "--batch-size", "64", "--workers", "0",
               "--lr", "0.05", "--drop-path-prob", "0.1"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -188,6 +189,12 @@ class SearchConfig(RunOptions):
         for name in positive_ints:
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name, most in SEARCH_LIMITS.items():  # sizes that cannot run would build for minutes, then fail
+            if getattr(self, name) is not None and getattr(self, name) > most:
+                raise ConfigError(f"{name} must be at most {most}, got {getattr(self, name)} ({LIMIT_NOTE})")
+        if self.layers is not None and self.layers < 3 and self.alphas != "per-cell":
+            raise ConfigError(f"layers must be >= 3 for a search of a normal and a reduction cell, got {self.layers}: "
+                              "with fewer every cell reduces and the normal cell would never be searched")
         if self.multiplier is not None and self.nodes is not None and self.multiplier > self.nodes:
             raise ConfigError(f"multiplier ({self.multiplier}) cannot exceed nodes ({self.nodes}): the cell output "
                               "concatenates the last `multiplier` nodes")
@@ -317,6 +324,11 @@ class TrainConfig(RunOptions):
         for name in ("epochs", "batch_size", "layers", "init_channels"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("layers", "init_channels"):
+            most = SEARCH_LIMITS[name]
+            if getattr(self, name) is not None and getattr(self, name) > most:
+                raise ConfigError(f"{name} must be at most {most}, got {getattr(self, name)} (the papers train 20 "
+                                  "cells at C=36)")
         if self.epoch is not None and self.epoch < 0:
             raise ConfigError(f"epoch must be >= 0, got {self.epoch}")
         if self.lr <= 0:
@@ -375,7 +387,15 @@ def _check_common(cfg: Any) -> None:
             raise ConfigError(f"{name} must be >= 1, got {getattr(cfg, name)}")
 
 
+# the largest supernet a search builds: far beyond the papers' (4-5 nodes, 5-20 cells, C=16-48)
+SEARCH_LIMITS = {"nodes": 32, "layers": 256, "init_channels": 1024, "stem_multiplier": 16, "multiplier": 32}
+LIMIT_NOTE = "the papers use 4 nodes, 8 cells and C=16"
+MAX_SEED = 2**63 - 1  # torch's generators take a signed 64-bit seed
+
+
 def _check_types(cfg: Any) -> None:
+    """Each value's type; numbers finite (NaN passes every ``x <= 0`` check, so it is refused here, before an
+    optimizer sees it); the seed within what the generators take."""
     hints = get_type_hints(type(cfg))
     for f in fields(cfg):
         value = getattr(cfg, f.name)
@@ -383,6 +403,12 @@ def _check_types(cfg: Any) -> None:
             raise ConfigError(f"{f.name} must be {_type_name(hints[f.name])}, got {value!r}")
         if hints[f.name] is float and isinstance(value, int):
             setattr(cfg, f.name, float(value))
+        numbers = value if isinstance(value, list) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            raise ConfigError(f"{f.name} must be a finite number, got {value!r}")
+    seed = getattr(cfg, "seed", 0)
+    if isinstance(seed, int) and not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed must be between 0 and 2**63 - 1, got {seed}")
 
 
 def config_keys(cls: type) -> list[str]:
@@ -399,22 +425,43 @@ def from_dict(cls: type, values: dict[str, Any], *, source: str = "config") -> A
     return cfg.validate()
 
 
+MAX_YAML_BYTES = 1 << 20  # a config or space file is a few hundred bytes
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (``*name``): a config needs none, and nested ones expand exponentially
+    (a "billion laughs" file fills the memory)."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 (PyYAML's signature)
+        if self.check_event(yaml.events.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted",
+                                              self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of config keys (a malformed or non-mapping file is one clear error)."""
+    """Read a YAML mapping of config keys (a malformed, binary, huge or non-mapping file is one clear error)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"config file {path} is larger than {MAX_YAML_BYTES >> 20} MB; a config holds a few "
+                              "keys")
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader, without aliases)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "not valid YAML"
         raise ConfigError(f"config file {path} is malformed{where}: {problem}") from None
+    except (ValueError, RecursionError) as e:  # an integer of thousands of digits, nesting thousands deep
+        raise ConfigError(f"config file {path} holds a value dartsnas will not read: {str(e)[:120]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

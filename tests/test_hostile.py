@@ -1,0 +1,47 @@
+"""Hostile input: values and files that once gave a traceback or exhausted memory now give one line, exit 2, and
+write nothing."""
+import pytest
+
+from dartsnas.cli import main
+
+SEARCH = ["search", "--dataset", "digits", "--workers", "0", "--epochs", "1"]
+TRAIN = ["train", "--genotype", "DARTS_V2", "--dataset", "digits", "--workers", "0", "--epochs", "1"]
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: [*b, *b, *b, *b, *b]\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    ([*SEARCH, "--lr", "nan"], "lr must be a finite number"),
+    ([*SEARCH, "--arch-lr", "nan"], "arch_lr must be a finite number"),
+    ([*SEARCH, "--arch-weight-decay", "inf"], "arch_weight_decay must be a finite number"),
+    ([*SEARCH, "--momentum", "nan"], "momentum must be a finite number"),
+    ([*TRAIN, "--weight-decay", "nan"], "weight_decay must be a finite number"),
+    ([*SEARCH, "--seed", str(2**64)], "seed must be between 0 and 2**63 - 1"),
+    ([*SEARCH, "--layers", "2"], "layers must be >= 3"),
+    ([*SEARCH, "--nodes", "5000"], "nodes must be at most 32"),
+    ([*SEARCH, "--layers", "100000"], "layers must be at most 256"),
+    ([*SEARCH, "--init-channels", "100000"], "init_channels must be at most 1024"),
+    ([*TRAIN, "--init-channels", "100000"], "init_channels must be at most 1024"),
+])
+def test_bad_values_are_one_line(args, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main([*args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (BOMB, "aliases (*name) are not accepted"),
+    ("seed: " + "9" * 5000 + "\n", "holds a value dartsnas will not read"),
+    ("epochs: " + "[" * 100000 + "\n", "config file"),
+    (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", "is not UTF-8 text"),
+    ("epochs: 1\n" + "#" * (2 << 20) + "\n", "larger than 1 MB"),
+])
+def test_bad_config_and_space_files_are_one_line(content, message, tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    for args in (["--config", str(path)], ["--space", str(path)]):
+        assert main([*SEARCH, *args, "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "run").exists()
