@@ -45,3 +45,21 @@ def test_bad_config_and_space_files_are_one_line(content, message, tmp_path, cap
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "run").exists()
+
+
+def test_bad_genotype_files_and_targets_are_one_line(tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 100000 + "1" + "}" * 100000)
+    digits = tmp_path / "digits.py"
+    digits.write_text("G = Genotype(normal=[('sep_conv_3x3', " + "9" * 5000 + ")], normal_concat=[2], reduce=[], "
+                      "reduce_concat=[2])\n")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("")
+    cases = [(["info", "--genotype", str(deep)], "nested too deep"),
+             (["info", "--genotype", f"{digits}::G"], "digits"),
+             (["genotype", "DARTS_V2", "--out", str(tmp_path / "folder")], "is a folder; name a file"),
+             (["genotype", "DARTS_V2", "--out", str(tmp_path / "file" / "g.json")], "a file stands where")]
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

@@ -10,6 +10,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+from .errors import DartsNASError
+
 _umask_lock = threading.Lock()
 
 
@@ -31,7 +33,12 @@ def _file_mode() -> int:
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a part of it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise DartsNASError(f"{path} is a folder; name a file to write")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise DartsNASError(f"cannot write {path}: a file stands where its folder would be") from None
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         if hasattr(os, "fchmod"):

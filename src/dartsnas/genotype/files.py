@@ -45,7 +45,12 @@ def _parse_json(text: str) -> Genotype:
         data = json.loads(text.lstrip("\ufeff"))
     except json.JSONDecodeError as e:
         raise GenotypeError(f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    return Genotype.from_dict(data)
+    except RecursionError:
+        raise GenotypeError("JSON nested too deep for a genotype") from None
+    try:
+        return Genotype.from_dict(data)
+    except RecursionError:
+        raise GenotypeError("JSON nested too deep for a genotype") from None
 
 
 def _looks_like_json(text: str) -> bool:
