@@ -63,3 +63,37 @@ def test_bad_genotype_files_and_targets_are_one_line(tmp_path, capsys):
         assert main(args) == 2, args
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+
+
+@pytest.fixture(scope="module")
+def finished_search(tmp_path_factory):
+    run = tmp_path_factory.mktemp("ckpt") / "run"
+    assert main(["search", "--dataset", "digits", "--layers", "3", "--init-channels", "2", "--nodes", "2",
+                 "--multiplier", "2", "--batch-size", "128", "--workers", "0", "--epochs", "1", "--limit-batches",
+                 "2", "-q", "--out", str(run)]) == 0
+    return run
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epoch", -1, "damaged: epoch"),
+    ("epoch", "1", "damaged: epoch"),
+    ("metrics", 3, "damaged: metrics"),
+    ("alpha_history", [1, 2], "damaged: alpha_history"),
+    ("partial", {"step": 10**9, "avg": [0.0, 0, 0]}, "damaged: partial"),
+    ("rng", {"python": 1, "numpy": "x", "torch": "y"}, "does not match"),
+    ("scheduler", None, "damaged: scheduler"),
+])
+def test_a_damaged_checkpoint_names_its_field(finished_search, tmp_path, field, value, message, capsys):
+    import shutil
+
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_search, run)
+    path = run / "checkpoints" / "last.pt"
+    state = torch.load(path, weights_only=True)
+    state[field] = value
+    torch.save(state, path)
+    assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

@@ -234,6 +234,32 @@ class EpochLoop:
         return {"step": step, "loader_rng": self._epoch_rng, "avg": self._avg.state(), **self.epoch_state()}
 
     # -- checkpoints -----------------------------------------------------------------------------------------
+    def _check_schema(self, state: dict[str, Any]) -> None:
+        """The fields the loop reads, by type and range, before anything uses them: a damaged checkpoint is a
+        CheckpointError naming the field, never an IndexError deep in a resume."""
+        def damaged(field: str, want: str) -> CheckpointError:
+            return CheckpointError(f"the checkpoint is damaged: {field} should be {want}")
+
+        for name in ("epoch", "step"):
+            value = state.get(name, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise damaged(name, f"a whole number >= 0, not {value!r}"[:120])
+        metrics = state.get("metrics")
+        if not isinstance(metrics, list) or not all(isinstance(r, dict) for r in metrics):
+            raise damaged("metrics", "a list of rows")
+        for name in ("rng", "scheduler", "model"):
+            if not isinstance(state.get(name), dict):
+                raise damaged(name, "a dictionary")
+        partial = state.get("partial")
+        if partial is not None:
+            step = partial.get("step") if isinstance(partial, dict) else None
+            if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= self.steps():
+                raise damaged("partial", f"a position inside an epoch of {self.steps()} steps")
+            avg = partial.get("avg")
+            if not isinstance(avg, (list, tuple)) or len(avg) != 3 or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in avg):
+                raise damaged("partial.avg", "three numbers (loss sum, correct, seen)")
+
     def state_dict(self, partial: dict[str, Any] | None = None) -> dict[str, Any]:
         """Everything to continue; ``partial`` describes a position inside epoch ``epoch + 1`` (mid-epoch).
         Under torchrun every rank must call it (it gathers each rank's RNG states)."""
@@ -254,9 +280,12 @@ class EpochLoop:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from ``state`` (``state_dict``'s): a checkpoint of another kind of run or of another network
         is a CheckpointError."""
+        if not isinstance(state, dict):
+            raise CheckpointError("the checkpoint is damaged: it holds no dictionary of states")
         if state.get("kind") != self.kind:
             raise CheckpointError(f"the checkpoint is from a {state.get('kind')!r} run, not a {self.noun} run")
         state = local_state(self.dist, state)
+        self._check_schema(state)
         try:
             self.load_model_state(state)
             sched = dict(state["scheduler"])
@@ -267,7 +296,7 @@ class EpochLoop:
                 self.scaler.load_state_dict(state["scaler"])
             set_rng_state(state["rng"])
             self.set_loader_states(state["loader_rng"])
-        except (KeyError, RuntimeError, ValueError) as e:
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as e:
             first = str(e).splitlines()[0] if str(e) else ""
             raise CheckpointError(f"the checkpoint does not match this {self.noun}'s network or optimizers "
                                   f"({type(e).__name__}: "

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..architect import Architect, zero_one_loss
 from ..config import SearchConfig
 from ..data import build_search_loaders
-from ..errors import ConfigError, GenotypeError
+from ..errors import CheckpointError, ConfigError, GenotypeError
 from ..genotype import DEFAULT_THRESHOLD, Genotype, save_genotype
 from ..ops import native
 from ..ops.approx import table_options
@@ -257,7 +257,13 @@ class Search(EpochLoop):
         self.architect.optimizer.load_state_dict(state["arch_optimizer"])
 
     def after_load(self, state: dict[str, Any]) -> None:
-        self.history = {n: [row.numpy() for row in t] for n, t in state["alpha_history"].items()}
+        history = state.get("alpha_history")
+        rows = self.epoch + 1  # the initial alphas, then one row per finished epoch
+        if not isinstance(history, dict) or set(history) != set(self.history) or not all(
+                isinstance(t, torch.Tensor) and t.dim() >= 2 and t.shape[0] == rows for t in history.values()):
+            raise CheckpointError(f"the checkpoint is damaged: alpha_history should hold {sorted(self.history)} with "
+                                  f"one row per epoch from 0 to {self.epoch}")
+        self.history = {n: [row.numpy() for row in t] for n, t in history.items()}
         if self.epoch:
             self.genotype = self.network.genotype()
 
