@@ -207,13 +207,14 @@ def teardown(sync: bool = True) -> None:
 
 
 def per_rank_state(dist: Dist, state: dict[str, Any]) -> dict[str, Any]:
-    """Add every rank's own RNG and data-order states to a checkpoint ``state`` (collective: all ranks call it).
+    """Add every rank's own RNG and data-order states, and its own position inside the epoch (its data order
+    and running averages), to a checkpoint ``state`` (collective: all ranks call it).
 
-    The top-level ``rng``/``loader_rng`` stay rank 0's, so a single process can resume any checkpoint."""
+    The top-level ``rng``/``loader_rng``/``partial`` stay rank 0's, so a single process can resume any
+    checkpoint saved at an epoch end."""
     state["world_size"] = dist.world_size
     if dist.enabled:
-        mine = {"rng": state["rng"], "loader_rng": state["loader_rng"],
-                "partial_loader_rng": (state.get("partial") or {}).get("loader_rng")}
+        mine = {"rng": state["rng"], "loader_rng": state["loader_rng"], "partial": state.get("partial")}
         state["ranks"] = dist.gather_objects(mine)
     return state
 
@@ -234,8 +235,8 @@ def local_state(dist: Dist, state: dict[str, Any]) -> dict[str, Any]:
     if dist.enabled and "ranks" in state:
         mine = state["ranks"][dist.rank]
         state = {**state, "rng": mine["rng"], "loader_rng": mine["loader_rng"]}
-        if state.get("partial") is not None:
-            state["partial"] = {**state["partial"], "loader_rng": mine["partial_loader_rng"]}
+        if state.get("partial") is not None:  # this rank's running averages too, not rank 0's
+            state["partial"] = mine["partial"]
     return state
 
 
