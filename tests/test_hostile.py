@@ -97,3 +97,23 @@ def test_a_damaged_checkpoint_names_its_field(finished_search, tmp_path, field, 
     assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_a_run_in_use_is_not_resumed_twice(finished_search, tmp_path, capsys):
+    import shutil
+
+    from dartsnas.runs import RunDir
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_search, run)
+    holder = RunDir(run)
+    holder.lock()  # another process resuming it, as far as the lock can tell
+    try:
+        assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is in use by another dartsnas run (pid" in err[0], err
+    finally:
+        holder.unlock()
+    assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 0  # free again
+    assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 2  # finished: refused, lock let go
+    assert main(["search", "--resume", str(run), "--epochs", "3", "-q"]) == 0

@@ -44,13 +44,14 @@ def run_search(config: ConfigLike = None, *, overrides: Mapping[str, Any] | None
         search = Search(cfg, dist=dist, device=device, hooks=hooks, show_progress=show_progress)
         saved = lambda: _saved_config(cfg, search)  # noqa: E731
         if run is not None:
-            search.load_state_dict(run.load_checkpoint())
-            stopped = search.early_stop() if run.genotype_path.is_file() else None
-            if stopped is not None:
-                raise DartsNASError(f"{run.path} stopped early after epoch {search.epoch} ({stopped}); its genotype "
-                                    "is final")
-            _refuse_finished(run, run.genotype_path, search.epoch, cfg.epochs)
-            _on_main(dist, lambda: run.write_config(saved(), header=config_header("search")))
+            with _locked(dist, run):  # before anything reads or writes it; released here on a refusal
+                search.load_state_dict(run.load_checkpoint())
+                stopped = search.early_stop() if run.genotype_path.is_file() else None
+                if stopped is not None:
+                    raise DartsNASError(f"{run.path} stopped early after epoch {search.epoch} ({stopped}); its "
+                                        "genotype is final")
+                _refuse_finished(run, run.genotype_path, search.epoch, cfg.epochs)
+                _on_main(dist, lambda: run.write_config(saved(), header=config_header("search")))
             lines = [("resuming %s after epoch %d of %d", run.path, search.epoch, cfg.epochs)]
         else:
             run = _create_run(dist, cfg, path, lambda r: r.write_config(saved(), header=config_header("search")))
@@ -80,9 +81,10 @@ def run_training(config: ConfigLike = None, *, overrides: Mapping[str, Any] | No
         trainer = Trainer(cfg, genotype, dist=dist, device=device, hooks=hooks, show_progress=show_progress)
         saved = lambda: _saved(cfg)  # noqa: E731
         if run is not None:
-            trainer.load_state_dict(state)
-            _refuse_finished(run, run.final_path, trainer.epoch, cfg.epochs)
-            _on_main(dist, lambda: run.write_config(saved(), header=config_header("train")))
+            with _locked(dist, run):
+                trainer.load_state_dict(state)
+                _refuse_finished(run, run.final_path, trainer.epoch, cfg.epochs)
+                _on_main(dist, lambda: run.write_config(saved(), header=config_header("train")))
             lines = [("resuming %s after epoch %d of %d", run.path, trainer.epoch, cfg.epochs)]
         else:
             def create(r: RunDir) -> None:
@@ -242,6 +244,7 @@ def _execute(engine, run: RunDir, dist, lines: Sequence[tuple]):
         stop.run_path, stop.main_process = run.path, dist.is_main
         raise
     finally:
+        run.unlock()
         if handler is not None:
             logger.removeHandler(handler)
             logger.setLevel(level)
@@ -257,11 +260,30 @@ def _refuse_finished(run: RunDir, final_file: Path, done: int, epochs: int) -> N
         raise DartsNASError(f"{run.path} already finished {done} epochs; pass --epochs N > {done} to extend it")
 
 
+@contextlib.contextmanager
+def _locked(dist, run: RunDir) -> Iterator[None]:
+    """Take ``run`` (rank 0) for the rest of the run; on an error inside the block, let it go again. A run
+    that goes on is released by ``_execute``."""
+    _on_main(dist, run.lock)
+    try:
+        yield
+    except BaseException:
+        run.unlock()
+        raise
+
+
 def _create_run(dist, cfg, path: Path, write: Callable[[RunDir], None]) -> RunDir:
-    """The new run's directory, made and filled by ``write`` on rank 0."""
-    _on_main(dist, lambda: write(RunDir.create(path)))
+    """The new run's directory, made, locked and filled by ``write`` on rank 0."""
+    run = RunDir(path)
+
+    def make() -> None:
+        RunDir.create(path)
+        run.lock()
+        write(run)
+
+    _on_main(dist, make)
     cfg.out = str(path)
-    return RunDir(path)
+    return run
 
 
 def _new_run_path(dist, cfg, kind: str) -> Path:

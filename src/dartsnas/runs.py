@@ -59,6 +59,37 @@ class RunDir:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._lock: Any = None
+
+    def lock(self) -> None:
+        """Take the run directory for this process (an exclusive lock on ``RUN/.lock``, held until ``unlock``):
+        a second process that tries, say a second ``--resume``, gets one line naming the holder."""
+        try:
+            import fcntl
+        except ImportError:  # no advisory locks on this platform
+            return
+        import os
+        import socket
+
+        handle = open(self.lock_path, "a+")  # noqa: SIM115 (held open for the run's life)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "a process"
+            handle.close()
+            raise ConfigError(f"{self.path} is in use by another dartsnas run ({holder}); wait for it to end or "
+                              "stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
 
     @classmethod
     def create(cls, path: str | Path) -> RunDir:
@@ -78,6 +109,7 @@ class RunDir:
 
     # -- paths (the only place that spells a run directory's file names) --------------------------------------
     config_path = _RunFile("config.yaml")
+    lock_path = _RunFile(".lock")
     metrics_path = _RunFile("metrics.csv")
     alphas_path = _RunFile("alphas.npz")
     checkpoint_path = _RunFile("checkpoints", "last.pt")
