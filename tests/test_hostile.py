@@ -117,3 +117,31 @@ def test_a_run_in_use_is_not_resumed_twice(finished_search, tmp_path, capsys):
     assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 0  # free again
     assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 2  # finished: refused, lock let go
     assert main(["search", "--resume", str(run), "--epochs", "3", "-q"]) == 0
+
+
+def test_a_failing_user_op_is_one_line_naming_it(tmp_path, capsys):
+    module = tmp_path / "broken_ops.py"
+    module.write_text(
+        "import torch.nn as nn\nfrom dartsnas import register_op\n\n"
+        "@register_op('hostile_broken_build')\ndef broken(C, stride, affine):\n"
+        "    raise ValueError('no such width')\n\n"
+        "class Bad(nn.Module):\n    def forward(self, x):\n        raise TypeError('cannot add a str')\n\n"
+        "register_op('hostile_broken_run', lambda C, stride, affine: Bad())\n")
+    base = [*SEARCH, "--ops-module", str(module), "--layers", "3", "--init-channels", "4", "--out",
+            str(tmp_path / "run")]
+    try:
+        assert main([*base, "--primitives", "skip_connect,hostile_broken_build"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"op 'hostile_broken_build' (from {module})" in err[0], err
+        assert "ValueError: no such width" in err[0]
+        assert main([*base, "--primitives", "skip_connect,hostile_broken_run"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "TypeError: cannot add a str" in err[0], err
+        assert main([*base, "--primitives", "skip_connect,hostile_broken_build", "-v"]) == 2
+        assert "Traceback" in capsys.readouterr().err  # the user's traceback, asked for
+    finally:
+        from dartsnas.ops import OPS
+
+        for name in ("hostile_broken_build", "hostile_broken_run"):
+            OPS.unregister(name)
+    assert not (tmp_path / "run").exists()

@@ -551,6 +551,10 @@ def main(argv: Sequence[str] | None = None, *, _configured: bool = False) -> int
         return COMMANDS[args.command](args)
     except DartsNASError as e:
         rank = _rank()
+        if getattr(args, "verbose", False) and e.__cause__ is not None:  # the user's code failed: its traceback
+            import traceback
+
+            traceback.print_exception(e.__cause__, file=sys.stderr)
         print(f"dartsnas: error: {'' if rank == '0' else f'[rank {rank}] '}{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -27,6 +27,10 @@ class GenotypeError(DartsNASError, ValueError):
     """A malformed genotype file or text."""
 
 
+class OpError(DartsNASError):
+    """A candidate op (a user's, typically) failed to build: the message names it and its module."""
+
+
 class CheckpointError(DartsNASError):
     """A corrupt, missing or mismatched checkpoint."""
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from ..architect import Architect, zero_one_loss
 from ..config import SearchConfig
 from ..data import build_search_loaders
-from ..errors import CheckpointError, ConfigError, GenotypeError
+from ..errors import CheckpointError, ConfigError, DartsNASError, GenotypeError
 from ..genotype import DEFAULT_THRESHOLD, Genotype, save_genotype
 from ..ops import native
 from ..ops.approx import table_options
@@ -237,10 +237,13 @@ class Search(EpochLoop):
             with torch.no_grad():
                 self.network.eval()
                 self.network(x)
-        except RuntimeError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        except DartsNASError:
+            raise
+        except Exception as e:  # a size mix that cannot run, or a user op that fails (its traceback with -v)
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise ConfigError(f"the supernet cannot run on {size}x{size} {self.info.name} images with "
-                              f"layers={self.cfg.layers}, init_channels={self.cfg.init_channels}: {first}") from None
+                              f"layers={self.cfg.layers}, init_channels={self.cfg.init_channels}: "
+                              f"{type(e).__name__}: {first}"[:400]) from e
         finally:
             self.network.train()
 

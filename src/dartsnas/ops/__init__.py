@@ -11,11 +11,13 @@ names as keyword parameters.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch.nn as nn
 
+from ..errors import DartsNASError, OpError
 from ..registry import Registry
 
 OpBuilder = Callable[[int, int, bool], nn.Module]
@@ -56,7 +58,15 @@ def build_op(name: str, C: int, stride: int, affine: bool, options: Mapping[str,
     """Build the op registered under ``name`` (unknown names raise with the list of known ones), passing it the
     ``options`` its builder takes as keyword parameters (the others are for other ops)."""
     builder = OPS.get(name)
-    return builder(C, stride, affine, **_accepted(builder, options)) if options else builder(C, stride, affine)
+    try:
+        return builder(C, stride, affine, **_accepted(builder, options)) if options else builder(C, stride, affine)
+    except DartsNASError:
+        raise
+    except Exception as e:  # a user's op: one line naming it and its module (the traceback with --verbose)
+        name_of_module = getattr(builder, "__module__", None) or "?"
+        where = getattr(sys.modules.get(name_of_module), "__file__", None) or name_of_module  # a user's file
+        raise OpError(f"op {name!r} (from {where}) failed to build with C={C}, stride={stride}: "
+                      f"{type(e).__name__}: {e}") from e
 
 
 def parameter_free(name: str, options: Mapping[str, Any] | None = None) -> bool:
