@@ -145,3 +145,31 @@ def test_a_failing_user_op_is_one_line_naming_it(tmp_path, capsys):
         for name in ("hostile_broken_build", "hostile_broken_run"):
             OPS.unregister(name)
     assert not (tmp_path / "run").exists()
+
+
+def test_unreadable_images_are_skipped_with_a_warning_and_a_broken_folder_stops(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 12), ("val", 4)):
+        for cls in ("a", "b"):
+            folder = tmp_path / "data" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    good = (tmp_path / "data" / "train" / "a" / "00.png").read_bytes()
+    (tmp_path / "data" / "train" / "a" / "zz_truncated.png").write_bytes(good[: len(good) // 2])
+    (tmp_path / "data" / "train" / "b" / "zz_not_an_image.png").write_bytes(b"this is text")
+    args = ["search", "--dataset", "imagefolder", "--data", str(tmp_path / "data"), "--layers", "3",
+            "--init-channels", "2", "--nodes", "2", "--multiplier", "2", "--batch-size", "13", "--workers", "0",
+            "--epochs", "1", "-q"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0  # 26 training images: each half one batch of 13
+    warned = capsys.readouterr().err
+    assert "skipping unreadable image" in warned and "zz_truncated.png" in warned and "zz_not_an_image.png" in warned
+    for path in sorted((tmp_path / "data" / "train").rglob("*.png"))[2:]:  # now nearly every image is broken
+        path.write_bytes(b"broken")
+    assert main([*args, "--out", str(tmp_path / "run2")]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if not line.startswith("skipping unreadable image")]
+    assert len(errors) == 1 and errors[0].startswith("dartsnas: error:") and "could not be read" in errors[0], err

@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -175,6 +176,7 @@ def make_loader(
     generator = torch.Generator().manual_seed(int(seed))
     return DataLoader(
         dataset,
+        collate_fn=skip_unreadable,
         batch_size=batch_size,
         shuffle=shuffle,
         generator=generator,
@@ -183,6 +185,21 @@ def make_loader(
         pin_memory=pin_memory,
         drop_last=drop_last,
     )
+
+
+MAX_UNREADABLE = 0.5  # a batch with more unreadable images than this share stops the run
+
+
+def skip_unreadable(batch: list) -> Any:
+    """The default collation, without the images an image folder could not read (None; each was named in a
+    warning); a batch that is mostly unreadable means a broken data folder: one clear error."""
+    from torch.utils.data import default_collate
+
+    good = [item for item in batch if item is not None]
+    if len(good) < len(batch) * (1 - MAX_UNREADABLE) or not good:
+        raise DataError(f"{len(batch) - len(good)} of the {len(batch)} images of a batch could not be read (the "
+                        "warnings name them); check or replace the data folder")
+    return default_collate(good)
 
 
 def build_search_loaders(

@@ -349,10 +349,36 @@ def _folder_transform(info: DatasetInfo, transform: str):
     ] + _autoaugment(transform, small=False) + normalize)
 
 
+def _read_image(path: str) -> Any:
+    """An RGB image, or None (with a warning naming the file) when it cannot be read: truncated, corrupt, not an
+    image, or larger than PIL's decompression-bomb limit."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        logger.warning("skipping unreadable image %s: %s", path, _one_line(e))
+        return None
+
+
+def _tolerant_image_folder(folder: Path, transform: Any) -> Dataset:
+    """torchvision's ImageFolder whose unreadable images come out as None, for ``skip_unreadable`` to drop."""
+    from torchvision.datasets import ImageFolder
+
+    class TolerantImageFolder(ImageFolder):
+        def __getitem__(self, index: int) -> Any:
+            path, target = self.samples[index]
+            image = self.loader(path)
+            if image is None:
+                return None
+            return (self.transform(image) if self.transform is not None else image), target
+
+    return TolerantImageFolder(str(folder), transform=transform, loader=_read_image)
+
+
 def _folder_builder(name: str, info_fn: Callable[[Path | None], DatasetInfo]) -> DatasetBuilder:
     def load(root: Path | None, split: str, transform: str, download: bool) -> tuple[Dataset, DatasetInfo]:
-        from torchvision.datasets import ImageFolder
-
         info = info_fn(root)  # checks root and train/
         assert root is not None
         if split == "train":
@@ -366,7 +392,7 @@ def _folder_builder(name: str, info_fn: Callable[[Path | None], DatasetInfo]) ->
                     "add one with the same class folders as train/"
                 )
         try:
-            dataset = ImageFolder(str(folder), transform=_folder_transform(info, transform))
+            dataset = _tolerant_image_folder(folder, _folder_transform(info, transform))
         except FileNotFoundError as exc:
             raise DataError(f"{name}: {_one_line(exc)} (in {folder}); every class folder needs images") from None
         if split != "train":
