@@ -173,3 +173,22 @@ def test_unreadable_images_are_skipped_with_a_warning_and_a_broken_folder_stops(
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if not line.startswith("skipping unreadable image")]
     assert len(errors) == 1 and errors[0].startswith("dartsnas: error:") and "could not be read" in errors[0], err
+
+
+def test_a_run_that_died_before_its_first_checkpoint_restarts_in_place(tmp_path, monkeypatch, capsys):
+    import torch
+
+    run = tmp_path / "run"
+    args = ["search", "--dataset", "digits", "--layers", "3", "--init-channels", "2", "--nodes", "2", "--multiplier",
+            "2", "--batch-size", "128", "--workers", "0", "--epochs", "1", "--limit-batches", "2", "-q"]
+    real = torch.nn.functional.cross_entropy
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy",
+                        lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    assert main([*args, "--out", str(run)]) == 2  # a NaN in its first step: nothing to resume from
+    assert not (run / "checkpoints" / "last.pt").exists()
+    monkeypatch.setattr(torch.nn.functional, "cross_entropy", real)
+    capsys.readouterr()
+    assert main(["search", "--resume", str(run), "-q"]) == 0
+    assert (run / "genotype.json").is_file() and (run / "checkpoints" / "last.pt").is_file()
+    assert (run / "log.txt").read_text().count("search run directory:") == 2  # the first try's log kept
+    assert "has no checkpoint" in capsys.readouterr().err

@@ -40,7 +40,7 @@ def run_search(config: ConfigLike = None, *, overrides: Mapping[str, Any] | None
 
     run, cfg = _prepare(SearchConfig, config, overrides, resume, RESUME_LOCKED)
     with _session(cfg, search_hooks() if hooks is None else hooks) as (dist, device, hooks, setup):
-        path = None if run is not None else _new_run_path(dist, cfg, "search")
+        run, path = _resume_or_restart(dist, run) if run is not None else (None, _new_run_path(dist, cfg, "search"))
         search = Search(cfg, dist=dist, device=device, hooks=hooks, show_progress=show_progress)
         saved = lambda: _saved_config(cfg, search)  # noqa: E731
         if run is not None:
@@ -72,12 +72,13 @@ def run_training(config: ConfigLike = None, *, overrides: Mapping[str, Any] | No
 
     run, cfg = _prepare(TrainConfig, config, overrides, resume, RESUME_LOCKED)
     with _session(cfg, training_hooks() if hooks is None else hooks) as (dist, device, hooks, setup):
+        run, restart_path = _resume_or_restart(dist, run) if run is not None else (None, None)
         state = run.load_checkpoint() if run is not None else None
         if state is not None:
             genotype = Genotype.from_dict(state["net_args"]["genotype"])
         else:
             genotype = resolve_train_genotype(cfg)
-        path = None if run is not None else _new_run_path(dist, cfg, "train")
+        path = None if run is not None else restart_path or _new_run_path(dist, cfg, "train")
         trainer = Trainer(cfg, genotype, dist=dist, device=device, hooks=hooks, show_progress=show_progress)
         saved = lambda: _saved(cfg)  # noqa: E731
         if run is not None:
@@ -270,6 +271,26 @@ def _locked(dist, run: RunDir) -> Iterator[None]:
     except BaseException:
         run.unlock()
         raise
+
+
+def _resume_or_restart(dist, run: RunDir) -> tuple[RunDir | None, Path | None]:
+    """``(run, None)`` to resume it; a run that stopped before its first checkpoint (a NaN, running out of
+    memory, a kill in its first steps) has nothing to resume: ``(None, its path)``, emptied but for its log, to
+    start it again there from its own config."""
+    if run.checkpoint_path.is_file():
+        return run, None
+
+    def clear() -> str:
+        import shutil
+
+        logger.warning("%s has no checkpoint (it stopped before its first save): starting it again from its "
+                       "config, in the same folder", run.path)
+        for entry in run.path.iterdir():
+            if entry.name != run.log_path.name:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        return str(run.path)
+
+    return None, Path(_on_main(dist, clear))
 
 
 def _create_run(dist, cfg, path: Path, write: Callable[[RunDir], None]) -> RunDir:

@@ -94,7 +94,7 @@ class RunDir:
     @classmethod
     def create(cls, path: str | Path) -> RunDir:
         path = Path(path)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if path.exists() and (not path.is_dir() or any(p.name != "log.txt" for p in path.iterdir())):
             raise ConfigError(f"run directory {path} exists and is not empty; pick another --out "
                               "(or continue it with --resume)")
         path.mkdir(parents=True, exist_ok=True)
