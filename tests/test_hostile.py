@@ -53,10 +53,14 @@ def test_bad_genotype_files_and_targets_are_one_line(tmp_path, capsys):
     digits = tmp_path / "digits.py"
     digits.write_text("G = Genotype(normal=[('sep_conv_3x3', " + "9" * 5000 + ")], normal_concat=[2], reduce=[], "
                       "reduce_concat=[2])\n")
+    huge_range = tmp_path / "range.py"
+    huge_range.write_text("G = Genotype(normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)], "
+                          "normal_concat=range(0, 100000000), reduce=[], reduce_concat=[2])\n")
     (tmp_path / "folder").mkdir()
     (tmp_path / "file").write_text("")
     cases = [(["info", "--genotype", str(deep)], "nested too deep"),
              (["info", "--genotype", f"{digits}::G"], "digits"),
+             (["info", "--genotype", f"{huge_range}::G"], "over 100000 items"),
              (["genotype", "DARTS_V2", "--out", str(tmp_path / "folder")], "is a folder; name a file"),
              (["genotype", "DARTS_V2", "--out", str(tmp_path / "file" / "g.json")], "a file stands where")]
     for args, message in cases:

@@ -327,6 +327,8 @@ def _int_list(node: _Expr, what: str) -> tuple[int, ...]:
             bounds.append(a.value)
         if len(bounds) == 3 and bounds[2] == 0:
             raise GenotypeError(f"line {node.line}: range() in {what!r} has a step of 0")
+        if len(range(*bounds)) > _MAX_ITEMS:  # len() of a range costs nothing; its items would
+            raise GenotypeError(f"line {node.line}: range() in {what!r} has over {_MAX_ITEMS} items; not a genotype")
         return tuple(range(*bounds))
     if isinstance(node, _Seq):
         values = []
