@@ -290,7 +290,7 @@ def _first_image_size(train: Path, classes: list[str]) -> tuple[int, int]:
             try:
                 with Image.open(path) as im:
                     return im.size
-            except OSError as exc:
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 raise DataError(f"cannot read image {path} ({_one_line(exc)}); remove or replace it") from None
     raise DataError(
         f"no images in the class folders of {train} (looked for {', '.join(IMG_EXTENSIONS)}); put images in "
