@@ -12,7 +12,9 @@ from dartsnas.ops.lean import plain_autograd
 
 def _tiny_network(seed=0):
     torch.manual_seed(seed)
-    net = SearchNetwork(SearchSpace(nodes=2, multiplier=2), 2, 3, 3, in_channels=1, stem_multiplier=1).double()
+    space = SearchSpace(primitives=("none", "max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3"),
+                        nodes=2, multiplier=2)  # 50 alphas: a dense Hessian in seconds
+    net = SearchNetwork(space, 2, 3, 3, in_channels=1, stem_multiplier=1).double()
     with torch.no_grad():  # away from the uniform start, so the Hessian has some structure
         for a in net.alphas():
             a.normal_(0, 0.5)
@@ -105,14 +107,6 @@ def test_a_search_records_the_eigenvalue_and_the_parameter_free_ops(tmp_path):
 
     with Image.open(tmp_path / "pics" / "curves.png") as im:
         assert im.width > 2000  # the fourth panel: the eigenvalue and the parameter-free ops
-    # the same eigenvalue again from the same state: the batches are fixed
-    from dartsnas.config import SearchConfig
-    from dartsnas.engine.search import Search
-
-    cfg = SearchConfig(dataset="digits", layers=3, init_channels=4, nodes=2, multiplier=2, batch_size=64,
-                       workers=0, eigen_batches=1)
-    search = Search(cfg, show_progress=False)
-    assert search.hessian_eigenvalue() == search.hessian_eigenvalue()
 
 
 def test_darts_es_stops_keeps_the_genotype_of_k_epochs_before_and_resumes_across(tmp_path, monkeypatch):

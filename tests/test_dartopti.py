@@ -16,7 +16,8 @@ from dartsnas.ops.ddarts import DARTOPTI_PRIMITIVES
 from dartsnas.space import get_space
 from dartsnas.supernet import SearchNetwork
 
-TINY = ["--dataset", "digits", "--init-channels", "4", "--batch-size", "256", "--workers", "0", "-q"]
+TINY = ["--dataset", "digits", "--init-channels", "4", "--batch-size", "256", "--workers", "0", "-q",
+        "--limit-batches", "1"]
 
 
 @pytest.mark.parametrize("name, cells, designs, reductions", [

@@ -12,8 +12,8 @@ from dartsnas.cli import main
 pytestmark = pytest.mark.slow
 
 SEARCH = ("dataset: digits\nlayers: 3\ninit_channels: 4\nnodes: 2\nmultiplier: 2\nbatch_size: 64\nworkers: 0\n"
-          "epochs: 2\nlimit_batches: 3\ncheckpoint_every: 1\n")
-TRAIN = "layers: 3\ninit_channels: 4\nbatch_size: 64\nworkers: 0\nepochs: 1\nlimit_batches: 3\n"
+          "epochs: 2\nlimit_batches: 2\ncheckpoint_every: 1\n")
+TRAIN = "layers: 3\ninit_channels: 4\nbatch_size: 64\nworkers: 0\nepochs: 1\nlimit_batches: 2\n"
 
 
 def test_two_seeds_two_trainings_killed_and_resumed(tmp_path, capsys):

@@ -142,5 +142,4 @@ def test_an_approximate_multiplier_table_travels_from_search_to_training_and_eva
     assert "trunc4.npy" in (train / "config.yaml").read_text()
     network, _ = load_network(train)
     assert {m.table.name for m in network.modules() if isinstance(m, ApproxConv2d)} == {"trunc4"}
-    done = _cli("evaluate", str(train), "--workers", "0", "--json", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert main(["evaluate", str(train), "--workers", "0", "--json"]) == 0  # the approx ops are shipped ones
