@@ -196,3 +196,29 @@ def test_a_run_that_died_before_its_first_checkpoint_restarts_in_place(tmp_path,
     assert (run / "genotype.json").is_file() and (run / "checkpoints" / "last.pt").is_file()
     assert (run / "log.txt").read_text().count("search run directory:") == 2  # the first try's log kept
     assert "has no checkpoint" in capsys.readouterr().err
+
+
+def test_messages_argparse_a_leaving_module_an_impossible_out_and_leftover_temporaries(finished_search, tmp_path,
+                                                                                       capsys):
+    import shutil
+
+    with pytest.raises(SystemExit) as stop:
+        from dartsnas.cli import build_parser
+
+        build_parser().parse_args(["search", "--epochs", "many"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "invalid" in err[-1] and "--help" in err[-1], err  # one line, not the usage
+    leaving = tmp_path / "leaving_ops.py"
+    leaving.write_text("import sys\nsys.exit(0)\n")
+    assert main([*SEARCH, "--ops-module", str(leaving), "--out", str(tmp_path / "a")]) == 2
+    (tmp_path / "afile").write_text("")
+    assert main([*SEARCH, "--layers", "3", "--init-channels", "2", "--out", str(tmp_path / "afile" / "run")]) == 2
+    assert main(["genotype", "x" * 100000]) == 2  # the echoed input is cut
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "SystemExit" in err[0] and "cannot create the run directory" in err[1] and len(err[2]) < 1000, err
+    run = tmp_path / "run"
+    shutil.copytree(finished_search, run)
+    (run / "checkpoints" / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
+    assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 0
+    assert not list(run.rglob(".*.tmp"))

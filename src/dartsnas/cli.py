@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, NoReturn, get_args, get_origin, get_type_hints
 
 from .config import SearchConfig, TrainConfig, load_config
 from .demo import DEMO_SEARCH, DEMO_TRAIN_EPOCHS
@@ -116,8 +116,23 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, only: Collectio
         group.add_argument(*_option_strings(f.name), **kwargs)
 
 
+MAX_MESSAGE = 600  # characters of an error line: user input echoed in it is cut, not printed by the megabyte
+
+
+def _one_line(message: str) -> str:
+    message = " ".join(str(message).split())
+    return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + " [...]"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (its default prints the whole usage first); subcommands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dartsnas", description="Differentiable architecture search (DARTS).")
+    parser = _Parser(prog="dartsnas", description="Differentiable architecture search (DARTS).")
     parser.add_argument("--version", action="version", version=f"dartsnas {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -324,7 +339,9 @@ def _rank() -> str:
 def _stopped(stop: StopRequested, kind: str) -> int:
     if not getattr(stop, "main_process", True):
         return 1
-    print(f"dartsnas: {stop}; checkpoint saved, continue with: dartsnas {kind} --resume {stop.run_path}",
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    again = f"torchrun --nproc_per_node={world} -m dartsnas" if world > 1 else "dartsnas"
+    print(f"dartsnas: {stop}; checkpoint saved, continue with: {again} {kind} --resume {stop.run_path}",
           file=sys.stderr)
     return 143 if stop.signame == "SIGTERM" else 130
 
@@ -555,7 +572,7 @@ def main(argv: Sequence[str] | None = None, *, _configured: bool = False) -> int
             import traceback
 
             traceback.print_exception(e.__cause__, file=sys.stderr)
-        print(f"dartsnas: error: {'' if rank == '0' else f'[rank {rank}] '}{e}", file=sys.stderr)
+        print(f"dartsnas: error: {'' if rank == '0' else f'[rank {rank}] '}{_one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dartsnas: interrupted", file=sys.stderr)

@@ -52,7 +52,7 @@ def load_ops_module(spec: str) -> ModuleType:
         except DartsNASError as e:
             sys.modules.pop(name, None)
             raise ConfigError(f"ops module {spec}: {e}") from None
-        except Exception as e:  # the user's code: any error becomes one line naming the module
+        except (Exception, SystemExit) as e:  # the user's code: any error (sys.exit too) is one line naming it
             sys.modules.pop(name, None)
             raise ConfigError(f"ops module {spec} failed to import: {type(e).__name__}: {e}") from None
         _loaded[key] = module
@@ -68,7 +68,7 @@ def load_ops_module(spec: str) -> ModuleType:
                           "file path") from None
     except DartsNASError as e:
         raise ConfigError(f"ops module {spec}: {e}") from None
-    except Exception as e:
+    except (Exception, SystemExit) as e:  # a module that calls sys.exit() must not end a search with its code
         raise ConfigError(f"ops module {spec} failed to import: {type(e).__name__}: {e}") from None
     _loaded[key] = module
     return module

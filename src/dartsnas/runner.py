@@ -266,6 +266,7 @@ def _locked(dist, run: RunDir) -> Iterator[None]:
     """Take ``run`` (rank 0) for the rest of the run; on an error inside the block, let it go again. A run
     that goes on is released by ``_execute``."""
     _on_main(dist, run.lock)
+    _on_main(dist, run.remove_temporaries)
     try:
         yield
     except BaseException:

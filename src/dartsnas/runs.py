@@ -97,8 +97,23 @@ class RunDir:
         if path.exists() and (not path.is_dir() or any(p.name != "log.txt" for p in path.iterdir())):
             raise ConfigError(f"run directory {path} exists and is not empty; pick another --out "
                               "(or continue it with --resume)")
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(f"cannot create the run directory {path}: {e.strerror or e}; pick another "
+                              "--out") from None
         return cls(path)
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete the temporary files a write that was killed left behind (``.NAME.XXXX.tmp``); call it holding
+        the lock, when no write of this run can be under way."""
+        found = [p for p in self.path.rglob(".*.tmp") if p.is_file()]
+        for p in found:
+            p.unlink()
+        return found
 
     @classmethod
     def open(cls, path: str | Path) -> RunDir:

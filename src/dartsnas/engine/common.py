@@ -211,8 +211,9 @@ def guard_resources(batch_size: int, device: Any, kind: str, run_path: Any, last
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         saved = last_saved()
-        kept = (f"the files of the last good save (epoch {saved[0]}{f' step {saved[1]}' if saved[1] else ''}) "
-                "are intact" if saved else "nothing had been saved yet")
+        # a save inside an epoch is (finished epochs, step): it belongs to the next epoch
+        where = f"epoch {saved[0] + 1} step {saved[1]}" if saved and saved[1] else f"epoch {saved[0]}" if saved else ""
+        kept = f"the files of the last good save ({where}) are intact" if saved else "nothing had been saved yet"
         raise DiskFull(f"no space left on the device while writing {e.filename or 'a run file'}: the {kind} "
                        f"stopped and {kept}; free space, then continue with: dartsnas {kind} --resume "
                        f"{run_path}") from None

@@ -289,7 +289,8 @@ class EpochLoop:
         try:
             self.load_model_state(state)
             sched = dict(state["scheduler"])
-            if "T_max" in sched:  # more epochs on resume extend the cosine schedule
+            extended = "T_max" in sched and float(sched["T_max"]) != float(self.cfg.epochs)
+            if extended:  # more epochs on resume extend the cosine schedule
                 sched["T_max"] = float(self.cfg.epochs)
             self.scheduler.load_state_dict(sched)
             if state.get("scaler"):
@@ -307,7 +308,7 @@ class EpochLoop:
         self._resume = None if partial is None else {**partial, "rng": state["rng"]}
         self.metrics = [dict(r) for r in state["metrics"]]
         self.after_load(state)
-        if "T_max" in sched:  # the cosine schedule of the new length at the current epoch
+        if extended:  # the cosine schedule of the new length at the current epoch (else the saved lr stands)
             lr = cosine_lr(self.cfg.lr, self.cfg.lr_min, self.epoch, self.cfg.epochs)
             for group in self.scheduler.optimizer.param_groups:
                 group["lr"] = lr

@@ -42,7 +42,8 @@ RESUME_LOCKED = ("dataset", "layers", "init_channels", "nodes", "multiplier", "s
                  "threshold", "pretrain_epochs", "partial_channels", "order", "hessian", "batch_size",
                  "train_portion", "seed", "lr", "lr_min", "momentum", "weight_decay", "grad_clip", "arch_lr",
                  "arch_weight_decay", "arch_betas", "hessian_eigenvalue", "eigen_batches", "early_stop", "es_window",
-                 "es_threshold", "max_skip", "random_smoothing", "auxiliary_skip", "drop_path_prob")
+                 "es_threshold", "max_skip", "random_smoothing", "auxiliary_skip", "drop_path_prob", "amp",
+                 "recompute", "channels_last")
 
 
 DEFAULT_LAYERS = 8  # the paper's supernet

@@ -35,7 +35,8 @@ logger = logging.getLogger(__name__)
 RESUME_LOCKED = ("ops_module", "approx_table", "genotype", "from_run", "epoch", "dataset", "layers", "init_channels",
                  "stem", "auxiliary",
                  "batch_size", "lr", "lr_min", "scheduler", "lr_gamma", "momentum", "weight_decay", "seed",
-                 "val_portion", "cutout", "autoaugment", "drop_path_prob", "auxiliary_weight", "label_smoothing")
+                 "val_portion", "cutout", "autoaugment", "drop_path_prob", "auxiliary_weight", "label_smoothing", "amp",
+                 "channels_last")
 
 
 @dataclass
