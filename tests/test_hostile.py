@@ -98,6 +98,7 @@ def test_a_damaged_checkpoint_names_its_field(finished_search, tmp_path, field, 
     state = torch.load(path, weights_only=True)
     state[field] = value
     torch.save(state, path)
+    (run / "checkpoints" / "last.pt.sha256").unlink()  # a file that passes its checksum: the schema must hold
     assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
@@ -222,3 +223,18 @@ def test_messages_argparse_a_leaving_module_an_impossible_out_and_leftover_tempo
     (run / "checkpoints" / ".last.pt.abc123.tmp").write_bytes(b"half a checkpoint")
     assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 0
     assert not list(run.rglob(".*.tmp"))
+
+
+def test_flipped_bytes_in_a_checkpoint_are_caught(finished_search, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_search, run)
+    path = run / "checkpoints" / "last.pt"
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) // 2, len(data) // 2 + 16):  # inside a tensor's bytes: torch.load would not notice
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "do not match the checksum" in err[0], err

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import time
@@ -234,7 +235,14 @@ class RunDir:
         state = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}
         buf = io.BytesIO()
         torch.save(state, buf)
-        return atomic_write_bytes(self.best_checkpoint_path if best else self.checkpoint_path, buf.getvalue())
+        data = buf.getvalue()
+        path = self.best_checkpoint_path if best else self.checkpoint_path
+        # the checksum first, holding the previous file's too: a kill between the two writes leaves a pair that
+        # still agrees
+        sums = checksum_path(path)
+        previous = sums.read_text().split()[:1] if sums.is_file() else []
+        atomic_write_text(sums, "\n".join([hashlib.sha256(data).hexdigest(), *previous]) + "\n")
+        return atomic_write_bytes(path, data)
 
     def write_json(self, path: Path, data: Any) -> Path:
         """``data`` as JSON at one of this run's paths (``final_path``, ``evaluation_path``), atomically."""
@@ -244,11 +252,22 @@ class RunDir:
         return load_checkpoint(self.checkpoint_path, map_location=map_location)
 
 
+def checksum_path(checkpoint: Path) -> Path:
+    """The SHA-256 file beside a checkpoint (``last.pt.sha256``)."""
+    return checkpoint.with_name(checkpoint.name + ".sha256")
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a dartsnas checkpoint safely (``weights_only=True``); corrupt or foreign files are one clear error."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    sums = checksum_path(path)
+    if sums.is_file():  # checkpoints written before checksums have none
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest not in sums.read_text().split():
+            raise CheckpointError(f"checkpoint {path} is damaged: its bytes do not match the checksum saved with it "
+                                  f"({sums.name}); delete it or pick another run")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
