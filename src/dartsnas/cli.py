@@ -120,8 +120,11 @@ MAX_MESSAGE = 600  # characters of an error line: user input echoed in it is cut
 
 
 def _one_line(message: str) -> str:
+    """One line, its middle cut when long: the problem comes first and the remedy last."""
     message = " ".join(str(message).split())
-    return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + " [...]"
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return message[:MAX_MESSAGE * 2 // 3] + " [...] " + message[-MAX_MESSAGE // 3:]
 
 
 class _Parser(argparse.ArgumentParser):
