@@ -238,3 +238,15 @@ def test_flipped_bytes_in_a_checkpoint_are_caught(finished_search, tmp_path, cap
     assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "do not match the checksum" in err[0], err
+
+
+def test_a_resume_draws_the_diagrams_a_kill_left_out(finished_search, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_search, run)
+    cells = run / "pictures" / "cells"
+    for path in cells.glob("epoch_001_*"):  # a kill between the checkpoint and the diagram hook
+        path.unlink()
+    assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 0
+    assert (cells / "epoch_001_normal.png").is_file() and (cells / "epoch_002_normal.png").is_file()

@@ -9,6 +9,7 @@ does: every rank takes part in gathering the RNG states).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -79,12 +80,15 @@ class FailSafeHook(Hook):
         self.disabled = False
 
     def after_epoch(self, loop: EpochLoop, end: EpochEnd) -> None:
-        if self.disabled:
-            return
+        if not self.disabled:
+            self.guarded(end.epoch, lambda: self.write(loop, end))
+
+    def guarded(self, epoch: int, work: Callable[[], None]) -> None:
+        """Run ``work``; its first tolerated error is one warning and turns the hook off."""
         try:
-            self.write(loop, end)
+            work()
         except self.tolerated as e:
-            logger.warning("no %s from epoch %d on: %s", self.what, end.epoch, e)
+            logger.warning("no %s from epoch %d on: %s", self.what, epoch, e)
             self.disabled = True
 
     def write(self, loop: EpochLoop, end: EpochEnd) -> None:

@@ -104,8 +104,23 @@ class DrawCells(FailSafeHook):
 
     what = "cell diagrams"
 
+    def before_run(self, loop) -> None:
+        """A resumed search first draws the epochs a kill left without diagrams (it may land between the
+        checkpoint and this hook)."""
+        folder = loop.run_dir.path / "pictures" / "cells"
+        for epoch in range(1, loop.epoch + 1):
+            if self.disabled:
+                return
+            if not any(folder.glob(f"epoch_{epoch:03d}_*.png")):
+                genotype = loop.network.genotype(raw={n: rows[epoch] for n, rows in loop.history.items()})
+                self.guarded(epoch, lambda e=epoch, g=genotype: self.draw(loop, e, g))
+
     def write(self, loop, end) -> None:
+        self.draw(loop, end.epoch, loop.genotype)
+
+    @staticmethod
+    def draw(loop, epoch: int, genotype) -> None:
         from .cells import draw_genotype
 
-        draw_genotype(loop.genotype, loop.run_dir.path / "pictures" / "cells", stem=f"epoch_{end.epoch:03d}_",
-                      title=f"epoch {end.epoch}: ")
+        draw_genotype(genotype, loop.run_dir.path / "pictures" / "cells", stem=f"epoch_{epoch:03d}_",
+                      title=f"epoch {epoch}: ")
