@@ -204,11 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(report)
     _add_ops_module(report)
 
-    check = sub.add_parser("hypergrad-check", help="how far the paper's finite-difference hypergradient is from "
-                                                   "the exact one on your network and data",
-                           epilog="example:\n  dartsnas hypergrad-check --dataset cifar10 --data ~/data "
-                                  "--batch-size 16 --batches 5\n",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    check = _with_examples(sub, "hypergrad-check", "how far the paper's finite-difference hypergradient is from the "
+                           "exact one on your network and data",
+                           "dartsnas hypergrad-check --dataset cifar10 --data ~/data --batch-size 16 --batches 5")
     check.add_argument("--config", metavar="FILE", help="a search's YAML config (flags override it)")
     check.add_argument("--batches", type=int, default=5, help="batch pairs compared (default: 5)")
     check.add_argument("--dtypes", default="float32,float64", help="float32, float64 or both (default: both)")
@@ -259,11 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbosity(geno)
     _add_ops_module(geno)
 
-    repeat = sub.add_parser("repeat", help="several search seeds, each found cell trained several times, then "
-                                           "mean +- std and the genotypes' distances (resumable)",
-                            epilog="example:\n  dartsnas repeat --search-config search.yaml --train-config train.yaml "
-                                   "--seeds 4 --retrains 2 --out runs/study\n  dartsnas repeat --resume runs/study\n",
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    repeat = _with_examples(sub, "repeat", "several search seeds, each found cell trained several times, then mean "
+                            "+- std and the genotypes' distances (resumable)",
+                            "dartsnas repeat --search-config search.yaml --train-config train.yaml --seeds 4 "
+                            "--retrains 2 --out runs/study", "dartsnas repeat --resume runs/study")
     repeat.add_argument("--search-config", metavar="FILE", help="YAML of search keys (default: the paper's search)")
     repeat.add_argument("--train-config", metavar="FILE",
                         help="YAML of training keys (default: the paper's training, on the search's data set)")
@@ -284,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="training epochs of the found cell (default: %(default)s)")
     _add_verbosity(demo)
     return parser
+
+
+def _with_examples(sub, name: str, help_text: str, *examples: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with example command lines."""
+    return sub.add_parser(name, help=help_text, epilog="example:\n" + "".join(f"  {e}\n" for e in examples),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _add_run_command(sub, name: str, help_text: str, epilog: str, cls: type) -> argparse.ArgumentParser:
