@@ -65,6 +65,9 @@ def test_out_of_memory_is_one_line_naming_the_batch_size(tmp_path, monkeypatch, 
     assert main([*TINY, "--out", str(tmp_path / "run")]) == 2
     line = one_error_line(capsys)
     assert "out of memory" in line and "--batch-size 128" in line and "--batch-size 64" in line
+    # a batch larger than the data: the advice halves the batch the data really gives (748 images a half)
+    assert main([*TINY, "--batch-size", "4096", "--out", str(tmp_path / "big")]) == 2
+    assert "e.g. --batch-size 374," in one_error_line(capsys)
 
 
 def test_other_runtime_errors_are_not_mistaken_for_memory(tmp_path, monkeypatch):

@@ -196,8 +196,10 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def guard_resources(batch_size: int, device: Any, kind: str, run_path: Any, last_saved: Callable[[], Any]):
-    """Turn running out of memory or of disk space into one line naming the remedy."""
+def guard_resources(batch_size: int, device: Any, kind: str, run_path: Any, last_saved: Callable[[], Any],
+                    examples: int | None = None):
+    """Turn running out of memory or of disk space into one line naming the remedy (a batch half the real one:
+    ``batch_size``, or the ``examples`` an epoch has when there are fewer)."""
     try:
         yield
     except (RuntimeError, MemoryError) as e:
@@ -205,8 +207,9 @@ def guard_resources(batch_size: int, device: Any, kind: str, run_path: Any, last
             raise
         if getattr(device, "type", "") == "cuda":
             torch.cuda.empty_cache()
+        real = min(batch_size, examples) if examples else batch_size
         raise OutOfMemory(f"out of memory on {device} with --batch-size {batch_size} (per process); lower it, "
-                          f"e.g. --batch-size {max(1, batch_size // 2)}, and scale --lr by the same factor") from None
+                          f"e.g. --batch-size {max(1, real // 2)}, and scale --lr by the same factor") from None
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

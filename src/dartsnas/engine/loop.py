@@ -152,7 +152,7 @@ class EpochLoop:
             logger.warning("deterministic=True, but this process is not set up for it: call "
                            "dartsnas.setup_process(..., deterministic=True) first (the CLI does)")
         with self._stop, guard_resources(self.cfg.batch_size, self.device, self.kind, run_dir.path,
-                                         lambda: self.last_saved):
+                                         lambda: self.last_saved, self.examples_per_epoch()):
             return self._run_epochs(run_dir)
 
     def _run_epochs(self, run_dir) -> Any:
@@ -223,6 +223,12 @@ class EpochLoop:
             if stop and step < steps:
                 raise StopRequested(stop, epoch, step)
         return self.epoch_summary(Average().load(self.dist.sum(avg.state())))
+
+    def examples_per_epoch(self) -> int | None:
+        """The training images an epoch sees in this process (None: unknown); the out-of-memory advice never
+        suggests a batch larger than that."""
+        loader = getattr(self, "train_loader", None)
+        return len(loader.dataset) if loader is not None else None
 
     def steps(self) -> int:
         """Steps per epoch: the subclass's, at most ``cfg.limit_batches`` (a first trial on a subset)."""
