@@ -35,7 +35,8 @@ def test_the_comparison_report_loads_cleanly_in_chromium(tmp_path):
     assert main(["search", *TINY, "--epochs", "2", "--out", str(search)]) == 0
     assert main(["train", "--from-run", str(search), "--dataset", "digits", "--layers", "3", "--init-channels", "4",
                  "--batch-size", "128", "--workers", "0", "--epochs", "1", "--out", str(train), "-q"]) == 0
-    for pages, target in (([search], search / "report.html"), ([search, train], tmp_path / "compare.html")):
+    # the comparison page holds both runs' sections (the one-run page is checked without a browser in test_viz)
+    for pages, target in (([search, train], tmp_path / "compare.html"),):
         args = ["report", *map(str, pages)] + (["--out", str(target)] if len(pages) > 1 else [])
         assert main(args) == 0
         shot = target.with_suffix(".png")
