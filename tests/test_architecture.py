@@ -162,7 +162,7 @@ def test_the_demo_runs_through_the_library(tmp_path, capsys, monkeypatch):
     from dartsnas import demo
 
     for settings in (demo.DEMO_SEARCH, demo.DEMO_TRAIN):  # a few batches per epoch: the steps, not the learning
-        monkeypatch.setitem(settings, "limit_batches", 3)
+        monkeypatch.setitem(settings, "limit_batches", 1)
     assert main(["demo", "--epochs", "1", "--train-epochs", "1", "--out", str(tmp_path / "demo"), "-q"]) == 0
     out = capsys.readouterr().out
     assert "genotype: Genotype(" in out and "top-1 accuracy (%)" in out

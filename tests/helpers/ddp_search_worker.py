@@ -25,7 +25,7 @@ def digest(module: torch.nn.Module) -> str:
 def search_once(dist, device, out: str, order: int, hessian: str) -> None:
     cfg = SearchConfig(dataset="digits", layers=3, init_channels=4, nodes=2, multiplier=2, batch_size=32,
                        workers=0, epochs=1, seed=5, order=order, hessian=hessian, checkpoint_every=0,
-                       limit_batches=6)
+                       limit_batches=4)
     setup_process(cfg.seed, rank=dist.rank)
     search = Search(cfg, dist=dist, device=device, show_progress=False)
     digests = [digest(search.network)]
