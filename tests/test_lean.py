@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dartsnas.ops import OPS
+from dartsnas.ops import OPS, ReLUConvBN
 from dartsnas.ops.depthwise import DepthwiseConv2d
 from dartsnas.ops.lean import lean_forward, plain_autograd
 from dartsnas.space import SearchSpace
@@ -45,18 +45,26 @@ def _grads(module, x):
     return out, torch.autograd.grad(out, (x, *module.parameters()), g)
 
 
-@pytest.mark.parametrize("name", ["sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5", "max_pool_3x3",
-                                  "avg_pool_3x3"])
-@pytest.mark.parametrize("stride", [1, 2])
-def test_lean_op_equals_the_module(name, stride):
-    """Output, input and weight gradients, and BN running statistics (and their counter) equal the module's."""
-    torch.manual_seed(1)
+def _search_op(name: str, stride: int) -> nn.Module:
+    """A candidate op as the supernet builds it (affine-free BN; pooling gets one), or a cell's preprocessing."""
+    if name == "preprocess":
+        return ReLUConvBN(6, 6, 1, 1, 0, affine=False)
     op = OPS[name](6, stride, False)
-    if "pool" in name:
-        op = nn.Sequential(op, nn.BatchNorm2d(6, affine=False))
-    op = op.double()
+    return nn.Sequential(op, nn.BatchNorm2d(6, affine=False)) if "pool" in name else op
+
+
+@pytest.mark.parametrize("name,stride", [(n, s) for n in ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3",
+                                                          "dil_conv_5x5", "max_pool_3x3", "avg_pool_3x3")
+                                         for s in (1, 2)] + [("skip_connect", 2), ("preprocess", 1)])
+@pytest.mark.parametrize("size,fmt", [(9, torch.channels_last), (8, torch.contiguous_format), (1, torch.channels_last)])
+def test_lean_op_equals_the_module(name, stride, size, fmt):
+    """Output, input and weight gradients, and BN running statistics (and their counter) equal the module's: the
+    candidate ops, the factorized reduce (a reduction's skip op) and the 1x1 preprocessing, on odd, even and
+    one-pixel maps."""
+    torch.manual_seed(1)
+    op = _search_op(name, stride).double()
     twin = copy.deepcopy(op)
-    x = torch.randn(4, 6, 9, 9, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(4, 6, size, size, dtype=torch.float64).contiguous(memory_format=fmt)
     x.requires_grad_()
 
     class Lean(nn.Module):
@@ -79,7 +87,8 @@ def test_lean_op_equals_the_module(name, stride):
 
 
 def test_lean_forward_leaves_other_ops_to_their_modules():
-    assert lean_forward(OPS["skip_connect"](4, 2, False), torch.randn(2, 4, 8, 8)) is None
+    assert lean_forward(OPS["skip_connect"](4, 1, False), torch.randn(2, 4, 8, 8)) is None  # an identity
+    assert lean_forward(OPS["skip_connect"](4, 2, True).train(), torch.randn(2, 4, 8, 8)) is None  # affine BN
     assert lean_forward(OPS["sep_conv_3x3"](4, 1, True).train(), torch.randn(2, 4, 8, 8)) is None  # affine BN
     assert lean_forward(nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.BatchNorm2d(4)), torch.randn(2, 4, 8, 8)) is None
 
@@ -96,13 +105,14 @@ def _saved_bytes(net, x, y):
     return sum(seen.values())
 
 
-def test_ops_mode_keeps_well_under_half_of_plain_autograd():
-    """What the backward pass keeps, measured by autograd's saved-tensor hooks on the paper's cell."""
+def test_ops_mode_keeps_under_a_quarter_of_plain_autograd():
+    """What the backward pass keeps, measured by autograd's saved-tensor hooks on the paper's cell: 0.21 of plain
+    autograd's (0.36 before the pooling ops, the factorized reduce and the preprocessing kept only their inputs)."""
     torch.manual_seed(0)
     plain = SearchNetwork(SearchSpace(), C=8, layers=3, recompute="off")
     lean = copy.deepcopy(plain).set_recompute("ops")
     x, y = torch.randn(16, 3, 16, 16), torch.randint(0, 10, (16,))
-    assert _saved_bytes(lean, x, y) < 0.4 * _saved_bytes(plain, x, y)
+    assert _saved_bytes(lean, x, y) < 0.25 * _saved_bytes(plain, x, y)
 
 
 def test_a_double_backward_through_the_lean_functions_is_a_clear_error():
@@ -129,7 +139,7 @@ def test_plain_autograd_gives_the_double_backward_of_plain_modules():
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-14)
 
 
-@pytest.mark.parametrize("name", ["sep_conv_5x5", "dil_conv_3x3", "max_pool_3x3"])
+@pytest.mark.parametrize("name", ["sep_conv_5x5", "dil_conv_3x3", "max_pool_3x3", "skip_connect"])
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("with_acc", [False, True])
 @pytest.mark.parametrize("frozen_input", [False, True])
@@ -138,10 +148,7 @@ def test_gated_lean_op_equals_the_weighted_module(name, fmt, with_acc, frozen_in
     the gates (from BN's backward), x and the op's weights, in both memory formats, also when x wants no
     gradient (an edge fed by a frozen stem)."""
     torch.manual_seed(3)
-    op = OPS[name](6, 1, False)
-    if "pool" in name:
-        op = nn.Sequential(op, nn.BatchNorm2d(6, affine=False))
-    op = op.double()
+    op = _search_op(name, 2 if name == "skip_connect" else 1).double()  # skip: a reduction's factorized reduce
     twin = copy.deepcopy(op)
     x = torch.randn(4, 6, 7, 7, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_(not frozen_input)
     if "sep" in name or "dil" in name:
@@ -149,8 +156,9 @@ def test_gated_lean_op_equals_the_weighted_module(name, fmt, with_acc, frozen_in
     else:
         x_in = x
     gates = torch.rand(8, dtype=torch.float64, requires_grad=True)
-    acc0 = torch.randn(4, 6, 7, 7, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_(True)
-    g = torch.randn(4, 6, 7, 7, dtype=torch.float64)
+    size = 4 if name == "skip_connect" else 7
+    acc0 = torch.randn(4, 6, size, size, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_(True)
+    g = torch.randn(4, 6, size, size, dtype=torch.float64)
     wants = [t for t in (acc0, gates, x) if t.requires_grad]
 
     ref_out = gates[5] * op(x_in)
@@ -302,3 +310,20 @@ def test_bf16_dilated_depthwise_weight_gradient_is_right_on_the_cpu(k, how):
     F.conv2d(x.bfloat16().float(), ref_w.bfloat16().float(), None, 1, k - 1, 2, 8).backward(g.bfloat16().float())
     err = (grad - ref_w.grad).abs().max() / ref_w.grad.abs().max()
     assert err < 0.02
+
+
+def test_small_statistics_share_blocks():
+    """BN statistics kept until the backward come from shared blocks (not one heap allocation each), 64-byte
+    aligned and disjoint; a request too large for a block gets a tensor of its own."""
+    from dartsnas.ops.slab import BLOCK_FLOATS, float_pieces
+
+    a, b = float_pieces(5, 64)
+    c, = float_pieces(3)
+    assert (a.numel(), b.numel(), c.numel()) == (5, 64, 3)
+    base = a.untyped_storage().data_ptr()
+    assert b.untyped_storage().data_ptr() == base and c.untyped_storage().data_ptr() == base
+    assert all(t.data_ptr() % 64 == 0 for t in (a, b, c))
+    a.fill_(1), b.fill_(2), c.fill_(3)
+    assert a.eq(1).all() and b.eq(2).all() and c.eq(3).all()  # no overlap
+    big, = float_pieces(BLOCK_FLOATS)
+    assert big.untyped_storage().data_ptr() != base and big.untyped_storage().nbytes() == 4 * BLOCK_FLOATS

@@ -221,10 +221,19 @@ class SearchCell(nn.Module):
         self.aux_skips = nn.ModuleList(FactorizedReduce(self.C, self.C, affine=False) if edge.stride == 2
                                        else nn.Identity() for edge in self.edges)
 
+    def _preprocess(self, module: nn.Module, s: torch.Tensor) -> torch.Tensor:
+        """``module(s)``; in lean mode through the lean functions where they cover it (a 1x1 ReLU-conv-BN keeps
+        only ``s``, which the cell after shares, instead of ``relu(s)`` and the convolution's output)."""
+        if self.edges[0].lean and lean_allowed(s):
+            plan = lean_plan(module)
+            if plan is not None:
+                return lean_run(plan, s)
+        return module(s)
+
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor,
                 edge_weights: torch.Tensor | None = None) -> torch.Tensor:
         """``weights``: softmax gates ``[edges, ops]``; ``edge_weights`` (PC-DARTS): one factor per edge."""
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        states = [self._preprocess(self.preprocess0, s0), self._preprocess(self.preprocess1, s1)]
         # lean mode: one relu(h) per state, shared by all its edges (plain autograd would keep one per edge)
         share_relu = self.edges[0].lean and self.edges[0].partial == 1 and any(self.edges[0].relu_fed)
         relus: list[torch.Tensor] = []

@@ -6,7 +6,8 @@ the search network run as small autograd functions that keep only
 
 - the input of each depthwise-separable block (shared: every conv op of an edge starts from one ``relu(x)``)
   and its BN output, which is also what the mixed op's weighted sum keeps for the alpha gradient;
-- for the pooling ops, their BN output (the pooling input is the edge input, kept anyway).
+- for the pooling ops, their BN statistics alone (the pooling input is the edge input, kept anyway; the pooling
+  and its normalisation run again in the backward pass).
 
 In the backward pass they recompute what is cheap to recompute: the depthwise convolution (a fraction of the
 block's time), a ReLU, max-pool indices. BN's backward is taken from its output (with affine-free BN,
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from torch.nn.modules import module as _module
 
 from . import native
-from .darts import DilConv, SepConv
+from .darts import DilConv, FactorizedReduce, ReLUConvBN, SepConv
 from .depthwise import DepthwiseConv2d
 from .depthwise import depthwise_backward as _dw_backward
 from .depthwise import depthwise_forward as _dw_forward
@@ -108,18 +109,18 @@ def _bn_train(z: torch.Tensor, rm, rv, factor: float, eps: float, acc: torch.Ten
 
 
 def _bn_gated(ctx, acc, gates, k: int, z: torch.Tensor, rm, rv, factor: float, eps: float
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``_gate_output`` of the BN output: (what the function returns, the BN output, its invstd); the gated sum
-    into ``acc`` is done by the kernel that normalises, where it can."""
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``_gate_output`` of the BN output: (what the function returns, the BN output, its mean, its invstd); the
+    gated sum into ``acc`` is done by the kernel that normalises, where it can."""
     fusable = (gates is not None and acc is not None and z.device.type == "cpu" and acc.shape == z.shape
                and acc.dtype == z.dtype)  # (and no host sync for the gate's value elsewhere)
-    out, _, invstd, done = _bn_train(z, rm, rv, factor, eps, acc if fusable else None,
-                                     float(gates[k]) if fusable else 1.0)
+    out, mean, invstd, done = _bn_train(z, rm, rv, factor, eps, acc if fusable else None,
+                                        float(gates[k]) if fusable else 1.0)
     if done:
         ctx.k, ctx.has_acc = k, True
         ctx.mark_dirty(acc)
-        return acc, out, invstd
-    return _gate_output(ctx, acc, gates, k, out), out, invstd
+        return acc, out, mean, invstd
+    return _gate_output(ctx, acc, gates, k, out), out, mean, invstd
 
 
 def _bn_backward(grad: torch.Tensor, out: torch.Tensor, weight: torch.Tensor, eps: float, need_input: bool = True,
@@ -183,14 +184,17 @@ def _pw_backward(grad: torch.Tensor, a: torch.Tensor | None, w: torch.Tensor, ne
 
 
 class _Block(torch.autograd.Function):
-    """``BN(pointwise(depthwise(relu?(x))))``, affine-free training BN; keeps ``x`` and the output."""
+    """``BN(pointwise(depthwise(relu?(x))))``, affine-free training BN; keeps ``x`` and the output. Without a
+    depthwise weight (``w_dw=None``) it is ``BN(conv1x1(relu?(x)))``, a cell's preprocessing: the ReLU is
+    recomputed in the backward pass, so a cell output that feeds two cells is kept once, and never as its
+    ReLU or its convolution's output."""
 
     @staticmethod
     def forward(ctx, acc, gates, x, w_dw, w_pw, rm, rv, relu_first: bool, geom, factor: float, eps: float,
                 k: int):
         h = F.relu(x) if relu_first else x
-        a = _dw_forward(h, w_dw, geom)
-        result, out, invstd = _bn_gated(ctx, acc, gates, k, F.conv2d(a, w_pw), rm, rv, factor, eps)
+        a = _dw_forward(h, w_dw, geom) if w_dw is not None else h
+        result, out, _, invstd = _bn_gated(ctx, acc, gates, k, F.conv2d(a, w_pw), rm, rv, factor, eps)
         ctx.save_for_backward(x, w_dw, w_pw, out, invstd, gates)
         ctx.relu_first, ctx.geom, ctx.eps = relu_first, geom, eps
         return result
@@ -202,16 +206,20 @@ class _Block(torch.autograd.Function):
         need_x, need_dw, need_pw = ctx.needs_input_grad[2:5]
         # recomputed, and only when a weight gradient needs them (an alpha-only backward does not)
         h = F.relu(x) if ctx.relu_first and (need_dw or need_pw) else x
-        a = _dw_forward(h, w_dw, ctx.geom) if need_pw else None
+        a = None
+        if need_pw:
+            a = _dw_forward(h, w_dw, ctx.geom) if w_dw is not None else h
         gz, g_gates = _gated_bn_backward(ctx, grad, out, invstd, ctx.eps, gates, need_x or need_dw or need_pw)
         gx = g_dw = g_pw = None
         if gz is not None:
             ga, g_pw = _pw_backward(gz, a, w_pw, need_x or need_dw, need_pw)
             del a, gz
-            if need_x or need_dw:
+            if w_dw is None:
+                gx = ga
+            elif need_x or need_dw:
                 gx, g_dw = _dw_backward(ga, h, w_dw, ctx.geom, need_x, need_dw)
-                if need_x and ctx.relu_first:
-                    gx = torch.ops.aten.threshold_backward(gx, x, 0)
+            if need_x and ctx.relu_first:
+                gx = torch.ops.aten.threshold_backward(gx, x, 0)
         return (grad if ctx.has_acc else None), g_gates, gx, g_dw, g_pw, *(None,) * 7
 
 
@@ -226,7 +234,7 @@ class _SepConv(torch.autograd.Function):
         z1 = F.conv2d(_dw_forward(x, dw1, geom1), pw1)
         c1, mean1, invstd1, _ = _bn_train(z1, rm1, rv1, f1, eps1)
         del z1
-        result, out, invstd2 = _bn_gated(ctx, acc, gates, k, F.conv2d(_dw_forward(F.relu(c1), dw2, geom2), pw2),
+        result, out, _, invstd2 = _bn_gated(ctx, acc, gates, k, F.conv2d(_dw_forward(F.relu(c1), dw2, geom2), pw2),
                                          rm2, rv2, f2, eps2)
         ctx.save_for_backward(x, dw1, pw1, dw2, pw2, mean1, invstd1, out, invstd2, gates)
         ctx.geoms, ctx.eps = (geom1, geom2), (eps1, eps2)
@@ -262,28 +270,30 @@ class _SepConv(torch.autograd.Function):
 
 
 class _PoolBN(torch.autograd.Function):
-    """``BN(pool3x3(x))`` (max, or average not counting padding), affine-free training BN; keeps the output."""
+    """``BN(pool3x3(x))`` (max, or average not counting padding), affine-free training BN. Keeps the BN
+    statistics only: the input is kept anyway (it is the edge's input), and the pooling and its normalisation are
+    recomputed in the backward pass, a fraction of the time of the convolutions around them (a pooling op's output
+    was a quarter of the tensors a lean search pass keeps)."""
 
     @staticmethod
     def forward(ctx, acc, gates, x, rm, rv, is_max: bool, stride: int, factor: float, eps: float, k: int):
-        p = (native.max_pool3 if is_max else native.avg_pool3)(x, stride)  # None: not float32 channels-last
-        if p is None:
-            p = (F.max_pool2d(x, 3, stride, 1) if is_max
-                 else F.avg_pool2d(x, 3, stride, 1, count_include_pad=False))
-        result, out, invstd = _bn_gated(ctx, acc, gates, k, p, rm, rv, factor, eps)
-        ctx.save_for_backward(x, out, invstd, gates)
+        result, _, mean, invstd = _bn_gated(ctx, acc, gates, k, _pool3(x, is_max, stride), rm, rv, factor, eps)
+        ctx.save_for_backward(x, mean, invstd, gates)
         ctx.is_max, ctx.stride, ctx.eps = is_max, stride, eps
         return result
 
     @staticmethod
     @_once
     def backward(ctx, grad):
-        x, out, invstd, gates = ctx.saved_tensors
+        x, mean, invstd, gates = ctx.saved_tensors
+        s = ctx.stride
+        # the BN output again, as the forward normalised it: (pool(x) - mean) * invstd, in place
+        out = _pool3(x, ctx.is_max, s).sub_(mean[:, None, None]).mul_(invstd[:, None, None])
         gp, g_gates = _gated_bn_backward(ctx, grad, out, invstd, ctx.eps, gates, ctx.needs_input_grad[2])
+        del out
         head = ((grad if ctx.has_acc else None), g_gates)
         if gp is None:
             return head + (None,) * 8
-        s = ctx.stride
         if ctx.is_max:
             gx = native.max_pool3_backward(gp, x, s)  # the C kernel finds the maxima again: no indices kept
             if gx is None:
@@ -295,6 +305,72 @@ class _PoolBN(torch.autograd.Function):
             if gx is None:
                 gx = torch.ops.aten.avg_pool2d_backward(gp, x, [3, 3], [s, s], [1, 1], False, False, None)
         return head + (gx,) + (None,) * 7
+
+
+class _FactorizedReduce(torch.autograd.Function):
+    """``BN(cat(conv1(relu(x)[even pixels]), conv2(relu(x)[odd pixels])))``, the DARTS FactorizedReduce with an
+    affine-free training BN (a reduction cell's skip op, and the preprocessing after a reduction). Keeps ``x``
+    (an edge or cell input, kept anyway) and the output: the ReLU, the two pixel subsamplings and their 1x1
+    convolutions' outputs are recomputed or never kept."""
+
+    @staticmethod
+    def forward(ctx, acc, gates, x, w1, w2, rm, rv, factor: float, eps: float, k: int):
+        even, odd = _even_odd(F.relu(x))
+        a, b = F.conv2d(even, w1), F.conv2d(odd, w2)
+        if b.shape != a.shape:  # odd sizes: the shifted branch is one pixel short, padded with zeros
+            b = F.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
+        z = torch.cat([a, b], dim=1).contiguous(memory_format=_format(a))
+        del a, b, even, odd
+        result, out, _, invstd = _bn_gated(ctx, acc, gates, k, z, rm, rv, factor, eps)
+        ctx.save_for_backward(x, w1, w2, out, invstd, gates)
+        ctx.eps = eps
+        return result
+
+    @staticmethod
+    @_once
+    def backward(ctx, grad):
+        x, w1, w2, out, invstd, gates = ctx.saved_tensors
+        need_x, need_w1, need_w2 = ctx.needs_input_grad[2:5]
+        gz, g_gates = _gated_bn_backward(ctx, grad, out, invstd, ctx.eps, gates, need_x or need_w1 or need_w2)
+        head = ((grad if ctx.has_acc else None), g_gates)
+        if gz is None:
+            return head + (None,) * 8
+        even, odd = _even_odd(F.relu(x)) if need_w1 or need_w2 else (None, None)
+        fmt, half = _format(gz), w1.shape[0]
+        ho, wo = x.shape[-2] // 2, x.shape[-1] // 2  # the shifted branch's size before padding
+        if min(x.shape[-2], x.shape[-1]) == 1:  # a 1-pixel side: nothing to shift, both branches read x itself
+            ho, wo = gz.shape[-2], gz.shape[-1]
+        ge, g_w1 = _pw_backward(gz[:, :half].contiguous(memory_format=fmt), even, w1, need_x, need_w1)
+        go, g_w2 = _pw_backward(gz[:, half:, :ho, :wo].contiguous(memory_format=fmt), odd, w2, need_x, need_w2)
+        del gz, even, odd
+        gx = None
+        if need_x:
+            gx = torch.zeros_like(x)
+            gx[:, :, ::2, ::2] = ge
+            if min(x.shape[-2], x.shape[-1]) == 1:
+                gx[:, :, ::2, ::2] += go
+            else:
+                gx[:, :, 1::2, 1::2] = go
+            gx = torch.ops.aten.threshold_backward(gx, x, 0)
+        return head + (gx, g_w1, g_w2) + (None,) * 5
+
+
+def _even_odd(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The even pixels of ``h`` and those of ``h`` shifted by one pixel down and right (the even ones again when
+    a side is one pixel), dense in ``h``'s memory format."""
+    fmt = _format(h)
+    even = h[:, :, ::2, ::2].contiguous(memory_format=fmt)
+    if min(h.shape[-2], h.shape[-1]) == 1:
+        return even, even
+    return even, h[:, :, 1::2, 1::2].contiguous(memory_format=fmt)
+
+
+def _pool3(x: torch.Tensor, is_max: bool, stride: int) -> torch.Tensor:
+    """3x3 padding-1 max or average pooling (padding not counted): the C kernel for float32 channels-last."""
+    p = (native.max_pool3 if is_max else native.avg_pool3)(x, stride)
+    if p is None:
+        p = F.max_pool2d(x, 3, stride, 1) if is_max else F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)
+    return p
 
 
 def _format(t: torch.Tensor) -> torch.memory_format:
@@ -310,21 +386,36 @@ def _block_parts(seq: nn.Module):
     first, dw, pw, bn = seq
     if type(first) not in (nn.ReLU, nn.Identity) or type(dw) is not DepthwiseConv2d or dw.bias is not None:
         return None
-    if (type(pw) is not nn.Conv2d or pw.kernel_size != (1, 1) or pw.stride != (1, 1) or pw.padding != (0, 0)
-            or pw.groups != 1 or pw.bias is not None or not _bn_plain(bn)):
+    if not (_pointwise(pw) and _bn_plain(bn)):
         return None
     return isinstance(first, nn.ReLU), dw, pw, bn
 
 
+def _pointwise(conv: nn.Module, stride: int = 1) -> bool:
+    """A plain 1x1 convolution of the given stride: no padding, no groups, no bias."""
+    return (type(conv) is nn.Conv2d and conv.kernel_size == (1, 1) and conv.stride == (stride, stride)
+            and conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1 and conv.bias is None)
+
+
 def lean_plan(op: nn.Module):
     """How ``lean_run`` runs ``op`` through the lean functions: ``(kind, parts)``, or None when it is not one of
-    the DARTS search ops they cover (separable or dilated conv, pooling followed by BN) or has hooks (the module
-    then runs itself)."""
+    the DARTS search ops they cover (separable or dilated conv, pooling followed by BN, a factorized reduce, a 1x1
+    ReLU-conv-BN as a cell's preprocessing) or has hooks (the module then runs itself)."""
     if _hooked(op):
         return None  # hooks may change what a module computes: the module runs itself
     if type(op) is DilConv:
         parts = _block_parts(op)
         return None if parts is None else ("block", parts)
+    if type(op) is FactorizedReduce:
+        if not (type(op.relu) is nn.ReLU and _bn_plain(op.bn) and all(
+                _pointwise(c, stride=2) for c in (op.conv_1, op.conv_2))):
+            return None
+        return "fr", (op.conv_1, op.conv_2, op.bn)
+    if type(op) is ReLUConvBN and len(op) == 3:
+        first, pw, bn = op
+        if type(first) not in (nn.ReLU, nn.Identity) or not (_pointwise(pw) and _bn_plain(bn)):
+            return None
+        return "block", (isinstance(first, nn.ReLU), None, pw, bn)
     if type(op) is SepConv and len(op) == 2:
         first, second = _block_parts(op[0]), _block_parts(op[1])
         if first is None or second is None or not second[0]:
@@ -362,7 +453,8 @@ def lean_run(plan, x: torch.Tensor, gate: tuple[torch.Tensor, int, torch.Tensor 
     if kind == "block":
         relu_first, dw, pw, bn = parts
         rm, rv, factor, eps = _bn_args(bn)
-        return _Block.apply(acc, gates, x, dw.weight, pw.weight, rm, rv, relu_first, dw.geometry(), factor, eps, k)
+        w_dw, geom = (None, None) if dw is None else (dw.weight, dw.geometry())
+        return _Block.apply(acc, gates, x, w_dw, pw.weight, rm, rv, relu_first, geom, factor, eps, k)
     if kind == "sep":
         first, second = parts
         if first[0]:  # a leading ReLU the caller has not applied (the supernet strips it)
@@ -371,6 +463,10 @@ def lean_run(plan, x: torch.Tensor, gate: tuple[torch.Tensor, int, torch.Tensor 
         rm2, rv2, f2, eps2 = _bn_args(second[3])
         return _SepConv.apply(acc, gates, x, first[1].weight, first[2].weight, second[1].weight, second[2].weight,
                               rm1, rv1, rm2, rv2, first[1].geometry(), second[1].geometry(), f1, f2, eps1, eps2, k)
+    if kind == "fr":
+        conv_1, conv_2, bn = parts
+        rm, rv, factor, eps = _bn_args(bn)
+        return _FactorizedReduce.apply(acc, gates, x, conv_1.weight, conv_2.weight, rm, rv, factor, eps, k)
     pool, bn = parts
     rm, rv, factor, eps = _bn_args(bn)
     return _PoolBN.apply(acc, gates, x, rm, rv, type(pool) is nn.MaxPool2d, _pair(pool.stride)[0], factor, eps, k)

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import torch
 
+from .slab import float_pieces
+
 logger = logging.getLogger(__name__)
 
 # The kernels' C source, shipped beside this module (package data) and compiled on first use.
@@ -249,7 +251,7 @@ def batch_norm_train(z: torch.Tensor, running_mean: torch.Tensor | None, running
            for t in stats):
         return None
     out = torch.empty_like(z, memory_format=torch.channels_last)
-    mean, invstd = torch.empty(C), torch.empty(C)
+    mean, invstd = float_pieces(C, C)  # kept until the backward: from a shared block, not the heap's holes
     _check(_lib.bn_fwd_f32(_p(z), _p(out), acc.data_ptr() if acc is not None else None, gate, _p(mean),
                            _p(invstd), running_mean.data_ptr() if running_mean is not None else None,
                            running_var.data_ptr() if running_var is not None else None, B * H * W, C, momentum,
