@@ -167,17 +167,23 @@ def test_unreadable_images_are_skipped_with_a_warning_and_a_broken_folder_stops(
     (tmp_path / "data" / "train" / "a" / "zz_truncated.png").write_bytes(good[: len(good) // 2])
     (tmp_path / "data" / "train" / "b" / "zz_not_an_image.png").write_bytes(b"this is text")
     args = ["search", "--dataset", "imagefolder", "--data", str(tmp_path / "data"), "--layers", "3",
-            "--init-channels", "2", "--nodes", "2", "--multiplier", "2", "--batch-size", "13", "--workers", "0",
+            "--init-channels", "2", "--nodes", "2", "--multiplier", "2", "--batch-size", "13", "--workers", "1",
             "--epochs", "1", "-q"]
     assert main([*args, "--out", str(tmp_path / "run")]) == 0  # 26 training images: each half one batch of 13
-    warned = capsys.readouterr().err
-    assert "skipping unreadable image" in warned and "zz_truncated.png" in warned and "zz_not_an_image.png" in warned
+    # a worker process read them: its warnings go to its stderr and the run's log (pytest captures only ours)
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "skipping unreadable image" in log and "zz_truncated.png" in log and "zz_not_an_image.png" in log
+    # counted in the epoch's line (the halves summed)
+    epoch_line = [line for line in log.splitlines() if "epoch 1/1" in line]
+    assert len(epoch_line) == 1 and epoch_line[0].endswith("(2 unreadable images skipped)"), epoch_line
+    capsys.readouterr()
     for path in sorted((tmp_path / "data" / "train").rglob("*.png"))[2:]:  # now nearly every image is broken
         path.write_bytes(b"broken")
     assert main([*args, "--out", str(tmp_path / "run2")]) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if not line.startswith("skipping unreadable image")]
     assert len(errors) == 1 and errors[0].startswith("dartsnas: error:") and "could not be read" in errors[0], err
+    assert "worker" not in errors[0]  # the message, not the worker's traceback
 
 
 def test_a_run_that_died_before_its_first_checkpoint_restarts_in_place(tmp_path, monkeypatch, capsys):
@@ -240,13 +246,20 @@ def test_flipped_bytes_in_a_checkpoint_are_caught(finished_search, tmp_path, cap
     assert len(err) == 1 and "do not match the checksum" in err[0], err
 
 
-def test_a_resume_draws_the_diagrams_a_kill_left_out(finished_search, tmp_path):
+def test_a_resume_draws_the_diagrams_and_events_a_kill_left_out(finished_search, tmp_path):
     import shutil
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
     shutil.copytree(finished_search, run)
     cells = run / "pictures" / "cells"
     for path in cells.glob("epoch_001_*"):  # a kill between the checkpoint and the diagram hook
         path.unlink()
+    shutil.rmtree(run / "tensorboard")  # ... and before TensorBoard's events were flushed
     assert main(["search", "--resume", str(run), "--epochs", "2", "-q"]) == 0
     assert (cells / "epoch_001_normal.png").is_file() and (cells / "epoch_002_normal.png").is_file()
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss/train")] == [1, 2]
+    assert [e.step for e in events.Images("cells/normal")] == [1, 2]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ..errors import DataError
+from ..errors import DartsNASError, DataError
 from ..registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def make_loader(
         raise DataError(f"batch_size must be at least 1, got {batch_size}")
     num_workers = 0 if _is_in_memory(dataset) else max(0, int(workers))
     generator = torch.Generator().manual_seed(int(seed))
-    return DataLoader(
+    return CountingLoader(
         dataset,
         collate_fn=skip_unreadable,
         batch_size=batch_size,
@@ -188,6 +188,40 @@ def make_loader(
 
 
 MAX_UNREADABLE = 0.5  # a batch with more unreadable images than this share stops the run
+
+
+class CountingLoader(DataLoader):
+    """A DataLoader that counts the images its collation left out as unreadable (``unreadable``, since it was
+    made): each batch is that many images short of what the sampler asked for. Counted in the process that
+    iterates, so it holds with worker processes too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unreadable = 0
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._counted(super().__iter__())
+
+    def _counted(self, batches: Iterator[Any]) -> Iterator[Any]:
+        size, total = self.batch_size, len(self.sampler)
+        try:
+            for i, batch in enumerate(batches):
+                asked = size if self.drop_last else min(size, total - i * size)
+                self.unreadable += max(0, asked - len(batch[-1]))  # [images, labels]
+                yield batch
+        except DartsNASError as e:  # from a worker process, torch wraps it in a traceback: the message alone
+            raise type(e)(worker_message(str(e))) from None
+
+
+def worker_message(message: str) -> str:
+    """The original message of an error that a DataLoader worker raised (torch re-raises it with the worker's
+    whole traceback as its text); other messages unchanged."""
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    if len(lines) < 2 or "DataLoader worker process" not in lines[0]:
+        return message
+    last = lines[-1]  # "package.module.ErrorType: the message"
+    head, sep, rest = last.partition(": ")
+    return rest if sep and " " not in head else last
 
 
 def skip_unreadable(batch: list) -> Any:

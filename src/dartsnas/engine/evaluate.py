@@ -85,6 +85,7 @@ def evaluate_checkpoint(source: str | Path, *, dataset: str | None = None, data:
         "checkpoint": str(_checkpoint_path(source)[0]),
         "dataset": name,
         "test_images": result["images"],
+        "unreadable_images": loader.unreadable,  # left out of the accuracy (each named in a warning)
         "top1": result["acc"],
         "top5": result["top5"],
         "loss": result["loss"],

@@ -81,6 +81,7 @@ class EpochLoop:
         self._active: list[Hook] = []
         self._epoch_rng: Any = None
         self._avg = Average()
+        self._unreadable_seen = 0
 
     # -- what a subclass supplies ----------------------------------------------------------------------------
     def loader_states(self) -> Any:
@@ -92,6 +93,10 @@ class EpochLoop:
 
     def steps_per_epoch(self) -> int:
         raise NotImplementedError
+
+    def data_loaders(self) -> list[Any]:
+        """The loaders an epoch reads (their ``unreadable`` counts go into the epoch's log line)."""
+        return []
 
     def batches(self) -> Iterator[Any]:
         """The epoch's batches, in order (at least ``steps_per_epoch`` of them)."""
@@ -173,7 +178,7 @@ class EpochLoop:
             self.scheduler.step()
             self.epoch = epoch
             self.metrics.append(row)
-            logger.info("epoch %d/%d  %s", epoch, cfg.epochs, self.describe(row))
+            logger.info("epoch %d/%d  %s%s", epoch, cfg.epochs, self.describe(row), self._unreadable_note())
             end = EpochEnd(epoch, row)
             for hook in self._active:
                 hook.after_epoch(self, end)
@@ -186,6 +191,13 @@ class EpochLoop:
         for hook in self._active:
             hook.after_run(self)
         return self.result()
+
+    def _unreadable_note(self) -> str:
+        """How many images this epoch left out as unreadable, over all ranks (each was named in a warning)."""
+        total = sum(getattr(loader, "unreadable", 0) for loader in self.data_loaders())
+        new = int(self.dist.sum([total - self._unreadable_seen])[0])
+        self._unreadable_seen = total
+        return f"  ({new} unreadable image{'s' if new != 1 else ''} skipped)" if new else ""
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         """One epoch of steps (from a mid-epoch position after a resume); returns ``epoch_summary``."""

@@ -285,6 +285,9 @@ class Search(EpochLoop):
     def steps_per_epoch(self) -> int:
         return len(self.train_loader)
 
+    def data_loaders(self) -> list[Any]:
+        return [self.train_loader, self.val_loader]
+
     def current_lr(self) -> float:
         return self.weight_optimizer.param_groups[0]["lr"]
 

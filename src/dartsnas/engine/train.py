@@ -154,6 +154,9 @@ class Trainer(EpochLoop):
     def steps_per_epoch(self) -> int:
         return len(self.train_loader)
 
+    def data_loaders(self) -> list[Any]:
+        return [loader for loader in (self.train_loader, self.val_loader, self.test_loader) if loader is not None]
+
     def current_lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 

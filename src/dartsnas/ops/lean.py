@@ -7,12 +7,15 @@ the search network run as small autograd functions that keep only
 - the input of each depthwise-separable block (shared: every conv op of an edge starts from one ``relu(x)``)
   and its BN output, which is also what the mixed op's weighted sum keeps for the alpha gradient;
 - for the pooling ops, their BN statistics alone (the pooling input is the edge input, kept anyway; the pooling
-  and its normalisation run again in the backward pass).
+  and its normalisation run again in the backward pass);
+- for a factorized reduce (a reduction cell's skip op, the preprocessing after a reduction) and a cell's 1x1
+  ReLU-conv-BN preprocessing, their input (shared: a cell output feeds two cells) and BN output, never the
+  ReLU, the pixel subsamplings or the convolutions' outputs.
 
 In the backward pass they recompute what is cheap to recompute: the depthwise convolution (a fraction of the
-block's time), a ReLU, max-pool indices. BN's backward is taken from its output (with affine-free BN,
-``x_hat`` *is* the output), so the pointwise convolution's output is never kept. Running statistics are updated
-exactly as ``nn.BatchNorm2d`` does.
+block's time), a ReLU, pooling and its max indices, pixel subsamplings. BN's backward is taken from its output
+(with affine-free BN, ``x_hat`` *is* the output), so the pointwise convolution's output is never kept. Running
+statistics are updated exactly as ``nn.BatchNorm2d`` does.
 
 Two more savings ride on these functions. The mixed op's weighted sum is accumulated by them in place
 (``gates[k] * out`` added into the edge's sum), and since BN's backward is linear in the output gradient the

@@ -79,18 +79,12 @@ def write_epoch(writer, epoch: int, row: dict[str, Any], alphas: dict[str, np.nd
     writer.flush()
 
 
-def export_run(run_path: str | Path) -> Path:
-    """Write the events of a finished (or stopped) run from its files into ``RUN/tensorboard``, replacing any
-    there. Returns the folder."""
+def write_epochs(folder: Path, rows: Sequence[dict[str, Any]], history: dict[str, Sequence[np.ndarray]] | None,
+                 primitives: Sequence[str] = (), cells: Path | None = None, gate: str = "softmax") -> None:
+    """Every epoch's events into ``folder``, replacing any there: the metrics rows, the alphas after each epoch
+    (``history[name][epoch]``, the initial ones at index 0) and the cell diagrams."""
     import shutil
 
-    from ..runs import RunDir
-
-    run = RunDir.open(run_path)
-    folder = run.path / "tensorboard"
-    rows = run.read_metrics() if run.metrics_path.is_file() else []
-    history = run.read_alpha_history() if run.alphas_path.is_file() else None
-    primitives = [str(p) for p in history["primitives"]] if history is not None else []
     if folder.is_dir():
         shutil.rmtree(folder)
     writer = _writer(folder)
@@ -98,17 +92,30 @@ def export_run(run_path: str | Path) -> Path:
         for row in rows:
             epoch = int(float(row["epoch"]))
             alphas = None
-            gate = "softmax"
-            if history is not None:
-                from .plots import alpha_kinds
-
-                kinds = alpha_kinds(history)
-                gate = str(history["gate"]) if "gate" in history else "softmax"
-                if epoch < len(history[kinds[0]]):
-                    alphas = {k: history[k][epoch] for k in kinds}
-            write_epoch(writer, epoch, row, alphas, primitives, run.path / "pictures" / "cells", gate=gate)
+            if history and epoch < min(len(v) for v in history.values()):
+                alphas = {k: v[epoch] for k, v in history.items()}
+            write_epoch(writer, epoch, row, alphas, primitives, cells, gate=gate)
     finally:
         writer.close()
+
+
+def export_run(run_path: str | Path) -> Path:
+    """Write the events of a finished (or stopped) run from its files into ``RUN/tensorboard``, replacing any
+    there. Returns the folder."""
+    from ..runs import RunDir
+
+    run = RunDir.open(run_path)
+    folder = run.path / "tensorboard"
+    rows = run.read_metrics() if run.metrics_path.is_file() else []
+    history = run.read_alpha_history() if run.alphas_path.is_file() else None
+    primitives, gate, alphas = [], "softmax", None
+    if history is not None:
+        from .plots import alpha_kinds
+
+        primitives = [str(p) for p in history["primitives"]]
+        gate = str(history["gate"]) if "gate" in history else "softmax"
+        alphas = {k: history[k] for k in alpha_kinds(history)}
+    write_epochs(folder, rows, alphas, primitives, run.path / "pictures" / "cells", gate)
     return folder
 
 
@@ -122,16 +129,30 @@ class TensorBoardLog(FailSafeHook):
         super().__init__()
         self.writer = None
 
+    def before_run(self, loop) -> None:
+        """A resumed run: the events of its finished epochs written afresh from what the checkpoint holds (a kill
+        can leave them unflushed, or written for an epoch the checkpoint does not have)."""
+        if loop.epoch > 0 and not self.disabled:
+            history, primitives, gate = self._alphas(loop)
+            self.guarded(loop.epoch, lambda: write_epochs(loop.run_dir.path / "tensorboard", loop.metrics, history,
+                                                          primitives, loop.run_dir.path / "pictures" / "cells",
+                                                          gate))
+
     def write(self, loop, end) -> None:
         run = loop.run_dir
         if self.writer is None:
             self.writer = _writer(run.path / "tensorboard")
-        alphas, primitives, gate = None, (), "softmax"
-        history = getattr(loop, "history", None)  # a search: its alphas after the epoch
-        if history is not None:
-            alphas = {n: rows[-1] for n, rows in history.items()}
-            primitives, gate = loop.space.primitives, loop.network.gate_mode
+        history, primitives, gate = self._alphas(loop)
+        alphas = {n: rows[-1] for n, rows in history.items()} if history is not None else None
         write_epoch(self.writer, end.epoch, end.row, alphas, primitives, run.path / "pictures" / "cells", gate=gate)
+
+    @staticmethod
+    def _alphas(loop) -> tuple[dict[str, Any] | None, Sequence[str], str]:
+        """(alpha history, primitives, gate) of a search; (None, (), "softmax") for training."""
+        history = getattr(loop, "history", None)
+        if history is None:
+            return None, (), "softmax"
+        return history, loop.space.primitives, loop.network.gate_mode
 
     def close(self) -> None:
         if self.writer is not None:
