@@ -174,10 +174,10 @@ def test_avg_pool_equals_aten(stride, B, C, H, W):
 
 @needs_native
 @pytest.mark.parametrize("B,C,H,W", [(4, 16, 6, 6), (3, 20, 5, 7), (2, 64, 2, 2), (2, 5, 1, 1), (8, 32, 4, 4)])
-@pytest.mark.parametrize("with_acc", [False, True])
-def test_batch_norm_equals_aten(B, C, H, W, with_acc):
+@pytest.mark.parametrize("with_acc,relu", [(False, False), (True, False), (False, True)])
+def test_batch_norm_equals_aten(B, C, H, W, with_acc, relu):
     """Output, mean, invstd and the updated running statistics as ``torch.native_batch_norm`` (training), and the
-    gated sum ``acc += gate * output`` done in the same pass."""
+    gated sum ``acc += gate * output`` done in the same pass, or the ReLU of the output (NaN kept, as F.relu)."""
     gen = torch.Generator().manual_seed(C)
     z = (_cl(B, C, H, W, gen=gen) * 3 + 5).contiguous(memory_format=CL)  # a mean far from 0
     z[:, 1] = 2.5  # a constant channel: variance 0
@@ -185,8 +185,16 @@ def test_batch_norm_equals_aten(B, C, H, W, with_acc):
     rm_ref, rv_ref = rm.clone(), rv.clone()
     acc = _cl(B, C, H, W, gen=gen) if with_acc else None
     acc_ref = acc.clone() if with_acc else None
-    out, mean, invstd = native.batch_norm_train(z, rm, rv, 0.1, 1e-5, acc, 0.37)
+    if relu and B * H * W > 1:
+        z[0, 2, 0, 0] = float("nan")  # a NaN channel: NaN statistics and outputs, as ATen's
+    out, mean, invstd = native.batch_norm_train(z, rm, rv, 0.1, 1e-5, acc, 0.37, relu=relu)
     ref, ref_mean, ref_invstd = torch.native_batch_norm(z, None, None, rm_ref, rv_ref, True, 0.1, 1e-5)
+    if relu:
+        ref = F.relu(ref)
+        assert torch.equal(out.isnan(), ref.isnan()) and (out.isnan().any() or B * H * W == 1)
+        out, ref = out.nan_to_num(), ref.nan_to_num()
+        mean, ref_mean, invstd, ref_invstd = (t.nan_to_num() for t in (mean, ref_mean, invstd, ref_invstd))
+        rm, rm_ref, rv, rv_ref = (t.nan_to_num() for t in (rm, rm_ref, rv, rv_ref))
     assert out.is_contiguous(memory_format=CL)
     # atol: on the constant channel ATen's float mean is off by an ulp, which invstd = 1/sqrt(eps) magnifies
     assert torch.allclose(out, ref, rtol=1e-5, atol=5e-5)
@@ -209,15 +217,19 @@ def test_batch_norm_declines_what_it_does_not_handle():
 @needs_native
 @pytest.mark.parametrize("B,C,H,W", [(4, 16, 6, 6), (3, 20, 5, 7), (2, 64, 2, 2), (2, 5, 1, 1)])
 @pytest.mark.parametrize("need", [(True, True), (True, False), (False, True)])
-def test_batch_norm_backward_equals_aten(B, C, H, W, need):
+@pytest.mark.parametrize("relu", [False, True])
+def test_batch_norm_backward_equals_aten(B, C, H, W, need, relu):
     """The backward from the output (mean 0, invstd 1 standing for the input) with the invstd, times a gate, as
-    the affine weight: ATen's ``native_batch_norm_backward`` called the same way."""
+    the affine weight: ATen's ``native_batch_norm_backward`` called the same way; with ``relu``, after ATen's
+    ReLU backward (``threshold_backward`` on the BN output)."""
     gen = torch.Generator().manual_seed(C * 7)
     g, y = _cl(B, C, H, W, gen=gen), _cl(B, C, H, W, gen=gen)
+    y[0, 0, 0, 0] = 0.0  # the ReLU's edge: no gradient at 0
     w = torch.rand(C, generator=gen) + 0.1
-    gin, gw = native.batch_norm_backward(g, y, w, *need)
-    ref_in, ref_w, _ = torch.ops.aten.native_batch_norm_backward(g, y, w, None, None, torch.zeros(C), torch.ones(C),
-                                                                 True, 1e-5, [*need, False])
+    gin, gw = native.batch_norm_backward(g, y, w, *need, relu=relu)
+    g_ref = torch.ops.aten.threshold_backward(g, y, 0) if relu else g
+    ref_in, ref_w, _ = torch.ops.aten.native_batch_norm_backward(g_ref, y, w, None, None, torch.zeros(C),
+                                                                 torch.ones(C), True, 1e-5, [*need, False])
     assert (gin is None) == (not need[0]) and (gw is None) == (not need[1])
     if need[0]:
         assert gin.is_contiguous(memory_format=CL) and torch.allclose(gin, ref_in, rtol=1e-5, atol=1e-5)

@@ -97,18 +97,20 @@ def _bn_args(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor, float, flo
 
 
 def _bn_train(z: torch.Tensor, rm, rv, factor: float, eps: float, acc: torch.Tensor | None = None,
-              gate: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
-    """(output, mean, invstd, whether ``acc += gate * output`` was done) of an affine-free training BN: the C
-    kernel (ops/native.py: statistics, normalisation and the gated sum in two passes) where it applies."""
+              gate: float = 1.0, relu: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """(output, mean, invstd, whether ``acc += gate * output`` was done) of an affine-free training BN (with
+    ``relu``, the output is ``relu(BN(z))``): the C kernel (ops/native.py: statistics, normalisation, the ReLU or
+    the gated sum in two passes) where it applies."""
     F._verify_batch_size(z.size())  # one value per channel: the error nn.BatchNorm2d gives
     if acc is not None:
         fused = native.batch_norm_train(z, rm, rv, factor, eps, acc, gate)
         if fused is not None:
             return (*fused, True)
-    fused = native.batch_norm_train(z, rm, rv, factor, eps)  # the output alone, the sum left to the caller
+    fused = native.batch_norm_train(z, rm, rv, factor, eps, relu=relu)  # the sum, if any, left to the caller
     if fused is not None:
         return (*fused, False)
-    return (*torch.native_batch_norm(z, None, None, rm, rv, True, factor, eps), False)
+    out, mean, invstd = torch.native_batch_norm(z, None, None, rm, rv, True, factor, eps)
+    return (F.relu(out) if relu else out), mean, invstd, False
 
 
 def _bn_gated(ctx, acc, gates, k: int, z: torch.Tensor, rm, rv, factor: float, eps: float
@@ -127,14 +129,17 @@ def _bn_gated(ctx, acc, gates, k: int, z: torch.Tensor, rm, rv, factor: float, e
 
 
 def _bn_backward(grad: torch.Tensor, out: torch.Tensor, weight: torch.Tensor, eps: float, need_input: bool = True,
-                 need_weight: bool = False) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+                 need_weight: bool = False, relu: bool = False) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Gradients of an affine-free training BN, from its output, scaled by ``weight / invstd``: the input's,
     ``weight * (g - mean g - y mean(g y))``, and the per-channel ``sum(g * y)``. One fused kernel: the output
     stands for the input with mean 0 and invstd 1, and ``weight`` (the real invstd, times a gate if any) enters
-    as the affine weight, whose "weight gradient" is that sum."""
-    fused = native.batch_norm_backward(grad, out, weight, need_input, need_weight)
+    as the affine weight, whose "weight gradient" is that sum. With ``relu``: of ``relu(BN(z))``, the ReLU's
+    backward (a mask from the BN output) in the same kernel."""
+    fused = native.batch_norm_backward(grad, out, weight, need_input, need_weight, relu)
     if fused is not None:
         return fused
+    if relu:
+        grad = torch.ops.aten.threshold_backward(grad, out, 0)
     zeros, ones = torch.zeros_like(weight), torch.ones_like(weight)
     g_in, g_w, _ = torch.ops.aten.native_batch_norm_backward(grad, out, weight, None, None, zeros, ones, True, eps,
                                                              [need_input, need_weight, False])
@@ -235,10 +240,10 @@ class _SepConv(torch.autograd.Function):
     def forward(ctx, acc, gates, x, dw1, pw1, dw2, pw2, rm1, rv1, rm2, rv2, geom1, geom2, f1: float, f2: float,
                 eps1: float, eps2: float, k: int):
         z1 = F.conv2d(_dw_forward(x, dw1, geom1), pw1)
-        c1, mean1, invstd1, _ = _bn_train(z1, rm1, rv1, f1, eps1)
+        d1, mean1, invstd1, _ = _bn_train(z1, rm1, rv1, f1, eps1, relu=True)  # relu(block 1), in one kernel
         del z1
-        result, out, _, invstd2 = _bn_gated(ctx, acc, gates, k, F.conv2d(_dw_forward(F.relu(c1), dw2, geom2), pw2),
-                                         rm2, rv2, f2, eps2)
+        result, out, _, invstd2 = _bn_gated(ctx, acc, gates, k, F.conv2d(_dw_forward(d1, dw2, geom2), pw2),
+                                            rm2, rv2, f2, eps2)
         ctx.save_for_backward(x, dw1, pw1, dw2, pw2, mean1, invstd1, out, invstd2, gates)
         ctx.geoms, ctx.eps = (geom1, geom2), (eps1, eps2)
         return result
@@ -254,7 +259,7 @@ class _SepConv(torch.autograd.Function):
         if gz2 is None:
             return (grad_acc, g_gates) + (None,) * 17
         a1 = _dw_forward(x, dw1, geom1)
-        c1 = (F.conv2d(a1, pw1) - mean1[:, None, None]) * invstd1[:, None, None]  # block 1 recomputed
+        c1 = F.conv2d(a1, pw1).sub_(mean1[:, None, None]).mul_(invstd1[:, None, None])  # block 1 recomputed
         # the second depthwise input and output only when a weight gradient needs them
         d1 = F.relu(c1) if need[3] or need[4] else c1
         a2 = _dw_forward(d1, dw2, geom2) if need[4] else None
@@ -262,7 +267,7 @@ class _SepConv(torch.autograd.Function):
         del a2, gz2
         gd1, g_dw2 = _dw_backward(ga2, d1, dw2, geom2, True, need[3])
         del ga2, d1
-        gz1 = _bn_backward(torch.ops.aten.threshold_backward(gd1, c1, 0), c1, invstd1, eps1)[0]
+        gz1 = _bn_backward(gd1, c1, invstd1, eps1, relu=True)[0]  # the ReLU's backward inside BN's
         del gd1, c1
         ga1, g_pw1 = _pw_backward(gz1, a1, pw1, need[0] or need[1], need[2])
         del a1, gz1

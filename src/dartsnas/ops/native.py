@@ -113,9 +113,9 @@ def _build() -> ctypes.CDLL:
     lib.maxpool3_fwd_f32.argtypes = [ptr, ptr] + [i64] * 7 + [ctypes.c_int]
     lib.maxpool3_bwd_f32.argtypes = [ptr, ptr, ptr] + [i64] * 7 + [ctypes.c_int]
     lib.bn_fwd_f32.argtypes = [ptr, ptr, ptr, ctypes.c_float, ptr, ptr, ptr, ptr, i64, i64, ctypes.c_double,
-                               ctypes.c_double, ctypes.c_int]
+                               ctypes.c_double, ctypes.c_int, ctypes.c_int]
     lib.avgpool3_fwd_f32.argtypes = [ptr, ptr] + [i64] * 7 + [ctypes.c_int]
-    lib.bn_bwd_f32.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, i64, ctypes.c_int]
+    lib.bn_bwd_f32.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, i64, ctypes.c_int, ctypes.c_int]
     lib.avgpool3_bwd_f32.argtypes = [ptr, ptr] + [i64] * 7 + [ctypes.c_int]
     for fn in (lib.dw_wgrad_f32, lib.maxpool3_fwd_f32, lib.maxpool3_bwd_f32, lib.bn_fwd_f32, lib.avgpool3_fwd_f32,
                lib.avgpool3_bwd_f32, lib.bn_bwd_f32):
@@ -238,13 +238,16 @@ def avg_pool3_backward(grad: torch.Tensor, shape: torch.Size, stride: int) -> to
 
 
 def batch_norm_train(z: torch.Tensor, running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
-                     momentum: float, eps: float, acc: torch.Tensor | None = None, gate: float = 1.0
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+                     momentum: float, eps: float, acc: torch.Tensor | None = None, gate: float = 1.0,
+                     relu: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """``torch.native_batch_norm(z, None, None, running_mean, running_var, True, momentum, eps)`` (output, mean,
     invstd; the running statistics updated in place), and, with ``acc``, ``acc += gate * output`` in the same
-    pass; or None where these kernels do not apply."""
+    pass; with ``relu``, the output is ``relu(BN(z))`` (no ``acc`` then); or None where these kernels do not
+    apply."""
     if not _usable(z) or z.numel() == 0 or (acc is not None and (not _usable(acc) or acc.shape != z.shape)):
         return None
+    if relu and acc is not None:
+        raise ValueError("batch_norm_train: relu and acc do not go together")
     B, C, H, W = z.shape
     stats = [t for t in (running_mean, running_var) if t is not None]
     if any(t.dtype != torch.float32 or not t.is_contiguous() or t.device.type != "cpu" or t.numel() != C
@@ -255,15 +258,17 @@ def batch_norm_train(z: torch.Tensor, running_mean: torch.Tensor | None, running
     _check(_lib.bn_fwd_f32(_p(z), _p(out), acc.data_ptr() if acc is not None else None, gate, _p(mean),
                            _p(invstd), running_mean.data_ptr() if running_mean is not None else None,
                            running_var.data_ptr() if running_var is not None else None, B * H * W, C, momentum,
-                           eps, torch.get_num_threads()))
+                           eps, int(relu), torch.get_num_threads()))
     return out, mean, invstd
 
 
 def batch_norm_backward(grad: torch.Tensor, out: torch.Tensor, weight: torch.Tensor, need_input: bool,
-                        need_weight: bool) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
+                        need_weight: bool, relu: bool = False
+                        ) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
     """The backward of ``batch_norm_train`` from its output: ``weight * (grad - mean(grad) - out * mean(grad *
-    out))`` (per channel; ``weight`` is the invstd, times a gate) and ``sum(grad * out)``; or None where these
-    kernels do not apply."""
+    out))`` (per channel; ``weight`` is the invstd, times a gate) and ``sum(grad * out)``; with ``relu``, of
+    ``relu(BN(z))``: ``grad`` masked where ``out <= 0`` first, in the same passes (``out`` is still BN's own
+    output); or None where these kernels do not apply."""
     if (not _usable(grad, out) or grad.shape != out.shape or out.numel() == 0 or weight.dtype != torch.float32
             or weight.device.type != "cpu" or weight.dim() != 1 or weight.numel() != out.shape[1]):
         return None
@@ -272,5 +277,6 @@ def batch_norm_backward(grad: torch.Tensor, out: torch.Tensor, weight: torch.Ten
     gin = torch.empty_like(out, memory_format=torch.channels_last) if need_input else None
     gw = torch.empty(C) if need_weight else None
     _check(_lib.bn_bwd_f32(_p(grad), _p(out), _p(w), gin.data_ptr() if gin is not None else None,
-                           gw.data_ptr() if gw is not None else None, B * H * W, C, torch.get_num_threads()))
+                           gw.data_ptr() if gw is not None else None, B * H * W, C, int(relu),
+                           torch.get_num_threads()))
     return gin, gw
