@@ -261,5 +261,46 @@ def test_a_resume_draws_the_diagrams_and_events_a_kill_left_out(finished_search,
     assert (cells / "epoch_001_normal.png").is_file() and (cells / "epoch_002_normal.png").is_file()
     events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
-    assert [e.step for e in events.Scalars("loss/train")] == [1, 2]
-    assert [e.step for e in events.Images("cells/normal")] == [1, 2]
+    assert sorted(e.step for e in events.Scalars("loss/train")) == [1, 2]  # each once
+    assert sorted(e.step for e in events.Images("cells/normal")) == [1, 2]
+
+
+LONG = "x" * 5000  # longer than any file name the system accepts
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "imagefolder", "--data", "{tmp}/missing"], "missing"),
+    (["--dataset", "imagefolder", "--data", LONG], "too long"),
+    (["--space", "{tmp}/missing.yaml"], "missing.yaml"),
+    (["--space", LONG], "unknown search space"),
+    (["--ops-module", "{tmp}/missing.py"], "missing.py"),
+    (["--ops-module", LONG], "cannot import ops module"),
+    (["--resume", "{tmp}/missing"], "missing"),
+    (["--resume", LONG], "too long"),
+    (["--out", "{tmp}/" + LONG], "too long"),
+])
+def test_bad_paths_are_one_line(args, message, tmp_path, capsys):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "run")]
+    assert main([*SEARCH, *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dartsnas: error:") and message in err[0], err
+    assert len(err[0]) < 1000 and not (tmp_path / "run").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, capsys):
+    """A read-only folder (simulated: the tests may run as root, whom permissions do not stop)."""
+    import pathlib
+
+    real = pathlib.Path.mkdir
+
+    def refuse(self, *a, **k):
+        if str(self).startswith(str(tmp_path / "ro")):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", refuse)
+    assert main([*SEARCH, "--out", str(tmp_path / "ro" / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Permission denied" in err[0] and str(tmp_path / "ro") in err[0], err

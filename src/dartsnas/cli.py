@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import logging
 import os
 import sys
@@ -116,6 +117,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, only: Collectio
         group.add_argument(*_option_strings(f.name), **kwargs)
 
 
+_PATH_ERRORS = {errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ELOOP}
 MAX_MESSAGE = 600  # characters of an error line: user input echoed in it is cut, not printed by the megabyte
 
 
@@ -579,6 +581,17 @@ def main(argv: Sequence[str] | None = None, *, _configured: bool = False) -> int
 
             traceback.print_exception(e.__cause__, file=sys.stderr)
         print(f"dartsnas: error: {'' if rank == '0' else f'[rank {rank}] '}{_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in _PATH_ERRORS:
+            raise
+        # a path the system refuses (too long, not writable, under a file) that no check before it caught
+        if getattr(args, "verbose", False):
+            import traceback
+
+            traceback.print_exception(e, file=sys.stderr)
+        where = f": {e.filename}" if e.filename else ""
+        print(f"dartsnas: error: {_one_line(f'{e.strerror or e}{where}; pass another path')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dartsnas: interrupted", file=sys.stderr)
