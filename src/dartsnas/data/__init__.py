@@ -203,9 +203,13 @@ class CountingLoader(DataLoader):
         return self._counted(super().__iter__())
 
     def _counted(self, batches: Iterator[Any]) -> Iterator[Any]:
-        size, total = self.batch_size, len(self.sampler)
+        size = self.batch_size
+        total = len(self.sampler) if size is not None and hasattr(self.sampler, "__len__") else None
         try:
             for i, batch in enumerate(batches):
+                if total is None:  # no length to count against (an iterable data set)
+                    yield batch
+                    continue
                 asked = size if self.drop_last else min(size, total - i * size)
                 self.unreadable += max(0, asked - len(batch[-1]))  # [images, labels]
                 yield batch
