@@ -131,7 +131,11 @@ class Architect:
         return self._finite_difference(train_batch, val_batch, weights, weight_names, alphas, hyper)
 
     def _virtual_weights(self, weights, grads, hyper):
-        """w' = w - xi * (mu * m + g + lambda * w): one SGD step with momentum and weight decay (no copy of w)."""
+        """w' = w - xi * (mu * m + g + lambda * w): one SGD step with momentum and weight decay (no copy of w).
+        Without a graph to record, as ``torch._foreach_*`` calls per group of equal hyperparameters (a few calls
+        instead of some 5,000 small operations for the default supernet)."""
+        if not torch.is_grad_enabled():
+            return _foreach_virtual_weights(weights, grads, hyper)
         out = []
         for w, g, (xi, mu, lam, buf) in zip(weights, grads, hyper):
             d = g + lam * w if lam else g
@@ -169,7 +173,7 @@ class Architect:
         sides = []
         for sign in (1.0, -1.0):
             with torch.no_grad():
-                w_side = [w.detach() + (sign * radius).to(w.dtype) * vi for w, vi in zip(weights, v)]
+                w_side = torch._foreach_add([w.detach() for w in weights], v, alpha=sign * float(radius))
             loss = self._loss(train_batch, dict(zip(weight_names, w_side)))
             sides.append(torch.autograd.grad(loss, alphas, allow_unused=True))
             del loss, w_side  # dropped before the next forward (see above)
@@ -211,6 +215,22 @@ class Architect:
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _foreach_virtual_weights(weights, grads, hyper):
+    """``Architect._virtual_weights`` without autograd, one group of equal (xi, mu, lambda) at a time."""
+    groups: dict[tuple[float, float, float], list[int]] = {}
+    for i, (xi, mu, lam, buf) in enumerate(hyper):
+        groups.setdefault((xi, mu if buf is not None else 0.0, lam), []).append(i)
+    out: list[torch.Tensor | None] = [None] * len(weights)
+    for (xi, mu, lam), idx in groups.items():
+        w = [weights[i] for i in idx]
+        d = torch._foreach_add([grads[i] for i in idx], w, alpha=lam) if lam else [grads[i] for i in idx]
+        if mu:
+            d = torch._foreach_add(d, [hyper[i][3] for i in idx], alpha=mu)
+        for i, t in zip(idx, torch._foreach_sub(w, d, alpha=xi), strict=True):
+            out[i] = t
+    return out
 
 
 def zero_one_loss(weight: float) -> Callable[[list[torch.Tensor]], torch.Tensor]:

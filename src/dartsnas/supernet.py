@@ -250,13 +250,21 @@ class SearchCell(nn.Module):
                     term = edge(h, weights[offset + j], relus[j])
                 else:
                     term = edge(h, weights[offset + j])
+                # the edge's own fresh sum, which no backward keeps: the node's sum can be added into it
+                fresh = share_relu and not self.recompute_edges and edge_weights is None and not (
+                    self.drop_prob > 0 and self.training) and not (self.aux_skips is not None and self.aux_weight > 0)
                 if edge_weights is not None:
                     term = edge_weights[offset + j] * term
                 if self.drop_prob > 0 and self.training:
                     term = drop_path(term, self.drop_prob)
                 if self.aux_skips is not None and self.aux_weight > 0:
                     term = term + self.aux_weight * self.aux_skips[offset + j](h)
-                node = term if node is None else node + term
+                if node is None:
+                    node = term
+                elif fresh:
+                    node = node.add_(term)
+                else:
+                    node = node + term
             offset += len(states)
             states.append(node)
         return cat_channels(states[-self.multiplier:])
