@@ -237,6 +237,9 @@ class SearchCell(nn.Module):
         # lean mode: one relu(h) per state, shared by all its edges (plain autograd would keep one per edge)
         share_relu = self.edges[0].lean and self.edges[0].partial == 1 and any(self.edges[0].relu_fed)
         relus: list[torch.Tensor] = []
+        # each edge's term is then its own fresh sum, which no backward keeps: a node's sum is added into it
+        fresh = share_relu and not self.recompute_edges and edge_weights is None and not (
+            self.drop_prob > 0 and self.training) and not (self.aux_skips is not None and self.aux_weight > 0)
         offset = 0
         for _ in range(self.nodes):
             node = None
@@ -250,9 +253,6 @@ class SearchCell(nn.Module):
                     term = edge(h, weights[offset + j], relus[j])
                 else:
                     term = edge(h, weights[offset + j])
-                # the edge's own fresh sum, which no backward keeps: the node's sum can be added into it
-                fresh = share_relu and not self.recompute_edges and edge_weights is None and not (
-                    self.drop_prob > 0 and self.training) and not (self.aux_skips is not None and self.aux_weight > 0)
                 if edge_weights is not None:
                     term = edge_weights[offset + j] * term
                 if self.drop_prob > 0 and self.training:

@@ -206,10 +206,10 @@ class CountingLoader(DataLoader):
         size = self.batch_size
         total = len(self.sampler) if size is not None and hasattr(self.sampler, "__len__") else None
         try:
+            if total is None:  # no length to count against (an iterable data set)
+                yield from batches
+                return
             for i, batch in enumerate(batches):
-                if total is None:  # no length to count against (an iterable data set)
-                    yield batch
-                    continue
                 asked = size if self.drop_last else min(size, total - i * size)
                 self.unreadable += max(0, asked - len(batch[-1]))  # [images, labels]
                 yield batch

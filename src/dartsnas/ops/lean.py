@@ -102,7 +102,7 @@ def _bn_train(z: torch.Tensor, rm, rv, factor: float, eps: float, acc: torch.Ten
     ``relu``, the output is ``relu(BN(z))``): the C kernel (ops/native.py: statistics, normalisation, the ReLU or
     the gated sum in two passes) where it applies."""
     F._verify_batch_size(z.size())  # one value per channel: the error nn.BatchNorm2d gives
-    if acc is not None:
+    if acc is not None and not relu:  # (with relu, the caller adds the output itself)
         fused = native.batch_norm_train(z, rm, rv, factor, eps, acc, gate)
         if fused is not None:
             return (*fused, True)
