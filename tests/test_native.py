@@ -237,6 +237,24 @@ def test_batch_norm_backward_equals_aten(B, C, H, W, need, relu):
         assert torch.allclose(gw, ref_w, rtol=1e-5, atol=1e-4)
 
 
+@needs_native
+@pytest.mark.parametrize("relu", [False, True])
+def test_batch_norm_output_made_again_from_the_input(relu):
+    """``batch_norm_apply`` with the forward's statistics gives the forward's output bit for bit, and the
+    backward from BN's input (``centre``) equals the backward from that output (the ReLU's mask included)."""
+    gen = torch.Generator().manual_seed(3)
+    z = (_cl(3, 20, 5, 7, gen=gen) * 2 + 1).contiguous(memory_format=CL)
+    out, mean, invstd = native.batch_norm_train(z, None, None, 0.1, 1e-5, relu=relu)
+    assert torch.equal(native.batch_norm_apply(z, mean, invstd, relu), out)
+    y = native.batch_norm_train(z, None, None, 0.1, 1e-5)[0]  # the output before the ReLU
+    g, w = _cl(3, 20, 5, 7, gen=gen), torch.rand(20, generator=gen) + 0.1
+    from_input = native.batch_norm_backward(g, z, w, True, True, relu=relu, centre=(mean, invstd))
+    from_output = native.batch_norm_backward(g, y, w, True, True, relu=relu)
+    assert torch.allclose(from_input[0], from_output[0], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(from_input[1], from_output[1], rtol=1e-5, atol=1e-5)
+    assert native.batch_norm_apply(z, mean.double(), invstd, relu) is None  # statistics of another dtype
+
+
 def test_unwritable_cache_falls_back_to_the_temporary_directory(monkeypatch, tmp_path):
     if not native.available():
         pytest.skip(native.status())

@@ -408,12 +408,26 @@ int bn_fwd_f32(const float *z, float *out, float *acc, float gate, float *mean, 
   return 0;
 }
 
+/* out = (z - mean) * invstd (relu'd with relu) with given statistics: the normalisation pass of bn_fwd_f32 alone,
+   to make a BN output again in a backward pass exactly as the forward made it */
+int bn_apply_f32(const float *z, float *out, const float *mean, const float *invstd, i64 N, i64 C, int relu,
+                 int nthreads) {
+  if (N < 1) return -2;
+  int n = clamp_threads(nthreads, N);
+  bn_arg args[MAXT];
+  for (int t = 0; t < n; t++)
+    args[t] = (bn_arg){z, out, 0, 0, N * t / n, N * (t + 1) / n, C, mean, invstd, 1.f, z, relu};
+  run_threads(bn_norm_worker, args, sizeof(bn_arg), n);
+  return 0;
+}
+
 /* the backward of that BN, from its output y (mean 0, invstd 1) with a per-channel weight w (the real invstd,
    times the gate): gin = w * (g - mean(g) - y * mean(g * y)), and gw = sum(g * y) (the gate's gradient). With
    relu, g is first masked by y > 0 (or NaN): the backward of relu(BN(z)), as threshold_backward(g, y, 0) would
-   give it, in the same passes */
-typedef struct { const float *g, *y; float *gin; double *part; i64 r0, r1, C; const float *w, *ms, *md; int relu; }
-    bnb_arg;
+   give it, in the same passes. With zm and zs (the forward's mean and invstd), y holds BN's input z instead and
+   each output value is made again on the way, (z - zm) * zs, as the forward made it: no normalised copy */
+typedef struct { const float *g, *y; float *gin; double *part; i64 r0, r1, C; const float *w, *ms, *md, *zm, *zs;
+                 int relu; } bnb_arg;
 
 /* g where y > 0 (or NaN), else 0: threshold_backward(g, y, 0) as a bit mask, with no conditional load, so that
    the loops around it vectorise (a select on the load compiled to a branch, 10x slower on random signs) */
@@ -425,47 +439,58 @@ static inline __attribute__((always_inline)) float relu_grad(float g, float y) {
   return g;
 }
 
-static inline __attribute__((always_inline)) void bnb_stats_body(bnb_arg *a, const i64 C) {
+static inline __attribute__((always_inline)) void bnb_stats_rows(bnb_arg *a, const i64 C, const int relu,
+                                                                 const int centred) {
   double *restrict sg = a->part, *restrict sd = a->part + C;
+  const float *restrict zm = a->zm, *restrict zs = a->zs;
   for (i64 c = 0; c < C; c++) { sg[c] = 0.0; sd[c] = 0.0; }
   for (i64 r = a->r0; r < a->r1; r++) {
     const float *restrict g = a->g + r * C, *restrict y = a->y + r * C;
-    if (a->relu) {
-      SIMD
-      for (i64 c = 0; c < C; c++) {
-        const float gv = relu_grad(g[c], y[c]);
-        sg[c] += gv; sd[c] += (double)gv * y[c];
-      }
-    } else {
-      SIMD
-      for (i64 c = 0; c < C; c++) { sg[c] += g[c]; sd[c] += (double)g[c] * y[c]; }
+    SIMD
+    for (i64 c = 0; c < C; c++) {
+      const float yv = centred ? (y[c] - zm[c]) * zs[c] : y[c];
+      const float gv = relu ? relu_grad(g[c], yv) : g[c];
+      sg[c] += gv; sd[c] += (double)gv * yv;
     }
   }
 }
 
-static inline __attribute__((always_inline)) void bnb_apply_body(bnb_arg *a, const i64 C) {
-  const float *restrict w = a->w, *restrict ms = a->ms, *restrict md = a->md;
+static inline __attribute__((always_inline)) void bnb_apply_rows(bnb_arg *a, const i64 C, const int relu,
+                                                                 const int centred) {
+  const float *restrict w = a->w, *restrict ms = a->ms, *restrict md = a->md, *restrict zm = a->zm,
+              *restrict zs = a->zs;
   for (i64 r = a->r0; r < a->r1; r++) {
     const float *restrict g = a->g + r * C, *restrict y = a->y + r * C;
     float *restrict o = a->gin + r * C;
-    if (a->relu) {
-      SIMD
-      for (i64 c = 0; c < C; c++) {
-        const float gv = relu_grad(g[c], y[c]);
-        o[c] = w[c] * (gv - ms[c] - y[c] * md[c]);
-      }
-    } else {
-      SIMD
-      for (i64 c = 0; c < C; c++) o[c] = w[c] * (g[c] - ms[c] - y[c] * md[c]);
+    SIMD
+    for (i64 c = 0; c < C; c++) {
+      const float yv = centred ? (y[c] - zm[c]) * zs[c] : y[c];
+      const float gv = relu ? relu_grad(g[c], yv) : g[c];
+      o[c] = w[c] * (gv - ms[c] - yv * md[c]);
     }
   }
+}
+
+/* the four (relu, centred) variants, each compiled with constant flags so that its inner loop has no branch */
+#define BNB_VARIANTS(rows, a, C)                                              \
+  do {                                                                        \
+    if ((a)->relu) { if ((a)->zm) rows(a, C, 1, 1); else rows(a, C, 1, 0); }  \
+    else { if ((a)->zm) rows(a, C, 0, 1); else rows(a, C, 0, 0); }            \
+  } while (0)
+
+static inline __attribute__((always_inline)) void bnb_stats_body(bnb_arg *a, const i64 C) {
+  BNB_VARIANTS(bnb_stats_rows, a, C);
+}
+
+static inline __attribute__((always_inline)) void bnb_apply_body(bnb_arg *a, const i64 C) {
+  BNB_VARIANTS(bnb_apply_rows, a, C);
 }
 
 static void *bnb_stats_worker(void *arg) { BY_CHANNELS(bnb_stats_body, (bnb_arg *)arg); return 0; }
 static void *bnb_apply_worker(void *arg) { BY_CHANNELS(bnb_apply_body, (bnb_arg *)arg); return 0; }
 
-int bn_bwd_f32(const float *g, const float *y, const float *w, float *gin, float *gw, i64 N, i64 C, int relu,
-               int nthreads) {
+int bn_bwd_f32(const float *g, const float *y, const float *w, float *gin, float *gw, const float *zm,
+               const float *zs, i64 N, i64 C, int relu, int nthreads) {
   if (N < 1) return -2;
   int n = clamp_threads(nthreads, N);
   double *part = malloc((size_t)(2 * C * n) * sizeof(double));
@@ -474,7 +499,8 @@ int bn_bwd_f32(const float *g, const float *y, const float *w, float *gin, float
   float *md = ms + C;
   bnb_arg args[MAXT];
   for (int t = 0; t < n; t++)
-    args[t] = (bnb_arg){g, y, gin, part + 2 * C * t, N * t / n, N * (t + 1) / n, C, w, ms, md, relu};
+    args[t] = (bnb_arg){g, y, gin, part + 2 * C * t, N * t / n, N * (t + 1) / n, C, w, ms, md, zm, zs,
+                        relu};
   run_threads(bnb_stats_worker, args, sizeof(bnb_arg), n);
   for (i64 c = 0; c < C; c++) {
     double sg = 0.0, sd = 0.0;

@@ -115,7 +115,8 @@ def _build() -> ctypes.CDLL:
     lib.bn_fwd_f32.argtypes = [ptr, ptr, ptr, ctypes.c_float, ptr, ptr, ptr, ptr, i64, i64, ctypes.c_double,
                                ctypes.c_double, ctypes.c_int, ctypes.c_int]
     lib.avgpool3_fwd_f32.argtypes = [ptr, ptr] + [i64] * 7 + [ctypes.c_int]
-    lib.bn_bwd_f32.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, i64, ctypes.c_int, ctypes.c_int]
+    lib.bn_bwd_f32.argtypes = [ptr, ptr, ptr, ptr, ptr, ptr, ptr, i64, i64, ctypes.c_int, ctypes.c_int]
+    lib.bn_apply_f32.argtypes = [ptr, ptr, ptr, ptr, i64, i64, ctypes.c_int, ctypes.c_int]
     lib.avgpool3_bwd_f32.argtypes = [ptr, ptr] + [i64] * 7 + [ctypes.c_int]
     for fn in (lib.dw_wgrad_f32, lib.maxpool3_fwd_f32, lib.maxpool3_bwd_f32, lib.bn_fwd_f32, lib.avgpool3_fwd_f32,
                lib.avgpool3_bwd_f32, lib.bn_bwd_f32):
@@ -249,9 +250,7 @@ def batch_norm_train(z: torch.Tensor, running_mean: torch.Tensor | None, running
     if relu and acc is not None:
         raise ValueError("batch_norm_train: relu and acc do not go together")
     B, C, H, W = z.shape
-    stats = [t for t in (running_mean, running_var) if t is not None]
-    if any(t.dtype != torch.float32 or not t.is_contiguous() or t.device.type != "cpu" or t.numel() != C
-           for t in stats):
+    if not _stats_usable(C, *(t for t in (running_mean, running_var) if t is not None)):
         return None
     out = torch.empty_like(z, memory_format=torch.channels_last)
     mean, invstd = float_pieces(C, C)  # kept until the backward: from a shared block, not the heap's holes
@@ -262,21 +261,43 @@ def batch_norm_train(z: torch.Tensor, running_mean: torch.Tensor | None, running
     return out, mean, invstd
 
 
+def _stats_usable(C: int, *stats: torch.Tensor) -> bool:
+    return all(t.dtype == torch.float32 and t.device.type == "cpu" and t.dim() == 1 and t.numel() == C
+               and t.is_contiguous() for t in stats)
+
+
+def batch_norm_apply(z: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, relu: bool = False
+                     ) -> torch.Tensor | None:
+    """``(z - mean) * invstd`` per channel (``relu`` of it with ``relu``), computed as ``batch_norm_train``
+    computes its output: a BN output made again from its input and the forward's statistics; or None where these
+    kernels do not apply."""
+    if not _usable(z) or z.numel() == 0 or not _stats_usable(z.shape[1], mean, invstd):
+        return None
+    B, C, H, W = z.shape
+    out = torch.empty_like(z, memory_format=torch.channels_last)
+    _check(_lib.bn_apply_f32(_p(z), _p(out), _p(mean), _p(invstd), B * H * W, C, int(relu),
+                             torch.get_num_threads()))
+    return out
+
+
 def batch_norm_backward(grad: torch.Tensor, out: torch.Tensor, weight: torch.Tensor, need_input: bool,
-                        need_weight: bool, relu: bool = False
+                        need_weight: bool, relu: bool = False,
+                        centre: tuple[torch.Tensor, torch.Tensor] | None = None
                         ) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
     """The backward of ``batch_norm_train`` from its output: ``weight * (grad - mean(grad) - out * mean(grad *
     out))`` (per channel; ``weight`` is the invstd, times a gate) and ``sum(grad * out)``; with ``relu``, of
     ``relu(BN(z))``: ``grad`` masked where ``out <= 0`` first, in the same passes (``out`` is still BN's own
-    output); or None where these kernels do not apply."""
-    if (not _usable(grad, out) or grad.shape != out.shape or out.numel() == 0 or weight.dtype != torch.float32
-            or weight.device.type != "cpu" or weight.dim() != 1 or weight.numel() != out.shape[1]):
+    output). With ``centre=(mean, invstd)``, ``out`` is BN's input and its output is made again on the way, as
+    ``batch_norm_apply`` makes it. None where these kernels do not apply."""
+    C = out.shape[1] if out.dim() == 4 else -1
+    if (not _usable(grad, out) or grad.shape != out.shape or out.numel() == 0
+            or not _stats_usable(C, weight, *(centre or ()))):
         return None
     B, C, H, W = out.shape
-    w = weight.contiguous()
     gin = torch.empty_like(out, memory_format=torch.channels_last) if need_input else None
     gw = torch.empty(C) if need_weight else None
-    _check(_lib.bn_bwd_f32(_p(grad), _p(out), _p(w), gin.data_ptr() if gin is not None else None,
-                           gw.data_ptr() if gw is not None else None, B * H * W, C, int(relu),
+    zm, zs = (_p(centre[0]), _p(centre[1])) if centre is not None else (None, None)
+    _check(_lib.bn_bwd_f32(_p(grad), _p(out), _p(weight), gin.data_ptr() if gin is not None else None,
+                           gw.data_ptr() if gw is not None else None, zm, zs, B * H * W, C, int(relu),
                            torch.get_num_threads()))
     return gin, gw
