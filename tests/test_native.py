@@ -255,6 +255,18 @@ def test_batch_norm_output_made_again_from_the_input(relu):
     assert native.batch_norm_apply(z, mean.double(), invstd, relu) is None  # statistics of another dtype
 
 
+@needs_native
+def test_batch_norm_sum_alone_writes_no_output():
+    """Without ``keep_output`` the gated sum is the same, bit for bit, and no output is made."""
+    gen = torch.Generator().manual_seed(5)
+    z, acc = _cl(4, 16, 6, 6, gen=gen), _cl(4, 16, 6, 6, gen=gen)
+    acc2 = acc.clone()
+    out, mean, invstd = native.batch_norm_train(z, None, None, 0.1, 1e-5, acc, 0.3)
+    none, mean2, invstd2 = native.batch_norm_train(z, None, None, 0.1, 1e-5, acc2, 0.3, keep_output=False)
+    assert none is None and out is not None
+    assert torch.equal(acc, acc2) and torch.equal(mean, mean2) and torch.equal(invstd, invstd2)
+
+
 def test_unwritable_cache_falls_back_to_the_temporary_directory(monkeypatch, tmp_path):
     if not native.available():
         pytest.skip(native.status())

@@ -98,13 +98,15 @@ def _bn_args(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor, float, flo
 
 
 def _bn_train(z: torch.Tensor, rm, rv, factor: float, eps: float, acc: torch.Tensor | None = None,
-              gate: float = 1.0, relu: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+              gate: float = 1.0, relu: bool = False, keep_output: bool = True
+              ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, bool]:
     """(output, mean, invstd, whether ``acc += gate * output`` was done) of an affine-free training BN (with
     ``relu``, the output is ``relu(BN(z))``): the C kernel (ops/native.py: statistics, normalisation, the ReLU or
-    the gated sum in two passes) where it applies."""
+    the gated sum in two passes) where it applies. Without ``keep_output`` a kernel that did the sum writes no
+    output (None)."""
     F._verify_batch_size(z.size())  # one value per channel: the error nn.BatchNorm2d gives
     if acc is not None and not relu:  # (with relu, the caller adds the output itself)
-        fused = native.batch_norm_train(z, rm, rv, factor, eps, acc, gate)
+        fused = native.batch_norm_train(z, rm, rv, factor, eps, acc, gate, keep_output=keep_output)
         if fused is not None:
             return (*fused, True)
     fused = native.batch_norm_train(z, rm, rv, factor, eps, relu=relu)  # the sum, if any, left to the caller
@@ -114,14 +116,15 @@ def _bn_train(z: torch.Tensor, rm, rv, factor: float, eps: float, acc: torch.Ten
     return (F.relu(out) if relu else out), mean, invstd, False
 
 
-def _bn_gated(ctx, acc, gates, k: int, z: torch.Tensor, rm, rv, factor: float, eps: float
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _bn_gated(ctx, acc, gates, k: int, z: torch.Tensor, rm, rv, factor: float, eps: float, keep_output: bool = True
+              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
     """``_gate_output`` of the BN output: (what the function returns, the BN output, its mean, its invstd); the
-    gated sum into ``acc`` is done by the kernel that normalises, where it can."""
+    gated sum into ``acc`` is done by the kernel that normalises, where it can (and then, without
+    ``keep_output``, the BN output is not written: None)."""
     fusable = (gates is not None and acc is not None and z.device.type == "cpu" and acc.shape == z.shape
                and acc.dtype == z.dtype)  # (and no host sync for the gate's value elsewhere)
     out, mean, invstd, done = _bn_train(z, rm, rv, factor, eps, acc if fusable else None,
-                                        float(gates[k]) if fusable else 1.0)
+                                        float(gates[k]) if fusable else 1.0, keep_output=keep_output)
     if done:
         ctx.k, ctx.has_acc = k, True
         ctx.mark_dirty(acc)
@@ -298,7 +301,8 @@ class _PoolBN(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, acc, gates, x, rm, rv, is_max: bool, stride: int, factor: float, eps: float, k: int):
-        result, _, mean, invstd = _bn_gated(ctx, acc, gates, k, _pool3(x, is_max, stride), rm, rv, factor, eps)
+        result, _, mean, invstd = _bn_gated(ctx, acc, gates, k, _pool3(x, is_max, stride), rm, rv, factor, eps,
+                                            keep_output=False)  # the statistics are all it keeps
         ctx.save_for_backward(x, mean, invstd, gates)
         ctx.is_max, ctx.stride, ctx.eps = is_max, stride, eps
         return result

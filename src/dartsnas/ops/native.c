@@ -362,8 +362,12 @@ static inline __attribute__((always_inline)) void bn_norm_body(bn_arg *a, const 
   const float gate = a->gate;
   for (i64 r = a->r0; r < a->r1; r++) {
     const float *restrict zr = a->z + r * C;
-    float *restrict o = a->out + r * C;
-    if (a->acc) {
+    float *restrict o = a->out ? a->out + r * C : 0;
+    if (a->acc && !o) {  /* the sum alone: the caller keeps no output */
+      float *restrict ac = a->acc + r * C;
+      SIMD
+      for (i64 c = 0; c < C; c++) ac[c] += gate * ((zr[c] - mean[c]) * invstd[c]);
+    } else if (a->acc) {
       float *restrict ac = a->acc + r * C;
       SIMD
       for (i64 c = 0; c < C; c++) { float y = (zr[c] - mean[c]) * invstd[c]; o[c] = y; ac[c] += gate * y; }
@@ -381,7 +385,7 @@ static void *bn_stats_worker(void *arg) { BY_CHANNELS(bn_stats_body, (bn_arg *)a
 static void *bn_norm_worker(void *arg) { BY_CHANNELS(bn_norm_body, (bn_arg *)arg); return 0; }
 
 /* mean and invstd: [C] outputs; rm, rv: running statistics updated in place (may be null); relu: out is
-   relu(BN(z)) (no acc then) */
+   relu(BN(z)) (no acc then); out may be null when acc is given (the sum alone) */
 int bn_fwd_f32(const float *z, float *out, float *acc, float gate, float *mean, float *invstd, float *rm, float *rv,
                i64 N, i64 C, double momentum, double eps, int relu, int nthreads) {
   if (N < 1) return -2;

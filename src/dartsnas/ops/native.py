@@ -119,7 +119,7 @@ def _build() -> ctypes.CDLL:
     lib.bn_apply_f32.argtypes = [ptr, ptr, ptr, ptr, i64, i64, ctypes.c_int, ctypes.c_int]
     lib.avgpool3_bwd_f32.argtypes = [ptr, ptr] + [i64] * 7 + [ctypes.c_int]
     for fn in (lib.dw_wgrad_f32, lib.maxpool3_fwd_f32, lib.maxpool3_bwd_f32, lib.bn_fwd_f32, lib.avgpool3_fwd_f32,
-               lib.avgpool3_bwd_f32, lib.bn_bwd_f32):
+               lib.avgpool3_bwd_f32, lib.bn_bwd_f32, lib.bn_apply_f32):
         fn.restype = ctypes.c_int
     return lib
 
@@ -240,11 +240,12 @@ def avg_pool3_backward(grad: torch.Tensor, shape: torch.Size, stride: int) -> to
 
 def batch_norm_train(z: torch.Tensor, running_mean: torch.Tensor | None, running_var: torch.Tensor | None,
                      momentum: float, eps: float, acc: torch.Tensor | None = None, gate: float = 1.0,
-                     relu: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+                     relu: bool = False, keep_output: bool = True
+                     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor] | None:
     """``torch.native_batch_norm(z, None, None, running_mean, running_var, True, momentum, eps)`` (output, mean,
     invstd; the running statistics updated in place), and, with ``acc``, ``acc += gate * output`` in the same
-    pass; with ``relu``, the output is ``relu(BN(z))`` (no ``acc`` then); or None where these kernels do not
-    apply."""
+    pass (without ``keep_output``, only that: the output is None); with ``relu``, the output is ``relu(BN(z))``
+    (no ``acc`` then); or None where these kernels do not apply."""
     if not _usable(z) or z.numel() == 0 or (acc is not None and (not _usable(acc) or acc.shape != z.shape)):
         return None
     if relu and acc is not None:
@@ -252,11 +253,10 @@ def batch_norm_train(z: torch.Tensor, running_mean: torch.Tensor | None, running
     B, C, H, W = z.shape
     if not _stats_usable(C, *(t for t in (running_mean, running_var) if t is not None)):
         return None
-    out = torch.empty_like(z, memory_format=torch.channels_last)
+    out = torch.empty_like(z, memory_format=torch.channels_last) if keep_output or acc is None else None
     mean, invstd = float_pieces(C, C)  # kept until the backward: from a shared block, not the heap's holes
-    _check(_lib.bn_fwd_f32(_p(z), _p(out), acc.data_ptr() if acc is not None else None, gate, _p(mean),
-                           _p(invstd), running_mean.data_ptr() if running_mean is not None else None,
-                           running_var.data_ptr() if running_var is not None else None, B * H * W, C, momentum,
+    ptr = [t.data_ptr() if t is not None else None for t in (out, acc, running_mean, running_var)]
+    _check(_lib.bn_fwd_f32(_p(z), ptr[0], ptr[1], gate, _p(mean), _p(invstd), ptr[2], ptr[3], B * H * W, C, momentum,
                            eps, int(relu), torch.get_num_threads()))
     return out, mean, invstd
 
