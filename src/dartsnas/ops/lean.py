@@ -43,7 +43,6 @@ from .darts import DilConv, FactorizedReduce, ReLUConvBN, SepConv
 from .depthwise import DepthwiseConv2d
 from .depthwise import depthwise_backward as _dw_backward
 from .depthwise import depthwise_forward as _dw_forward
-from .pointwise import pointwise_backward, pointwise_forward
 
 _state = threading.local()
 
@@ -204,6 +203,15 @@ def _gated_bn_backward(ctx, grad, out, invstd, eps, gates, need_input: bool, mea
     return g_in, g_gates
 
 
+def _pw_backward(grad: torch.Tensor, a: torch.Tensor | None, w: torch.Tensor, need_a: bool, need_w: bool):
+    """Gradients of a 1x1 convolution ``conv2d(a, w)``; ``a`` (its input) is needed only for ``w``'s."""
+    if not need_w:  # the input gradient alone is the convolution with the transposed weight
+        return (F.conv2d(grad, w.transpose(0, 1)) if need_a else None), None
+    ga, gw, _ = torch.ops.aten.convolution_backward(grad, a, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+                                                    [need_a, True, False])
+    return ga, gw
+
+
 class _Block(torch.autograd.Function):
     """``BN(pointwise(depthwise(relu?(x))))``, affine-free training BN; keeps ``x`` and the output. Without a
     depthwise weight (``w_dw=None``) it is ``BN(conv1x1(relu?(x)))``, a cell's preprocessing: the ReLU is
@@ -215,7 +223,7 @@ class _Block(torch.autograd.Function):
                 k: int):
         h = F.relu(x) if relu_first else x
         a = _dw_forward(h, w_dw, geom) if w_dw is not None else h
-        result, out, _, invstd = _bn_gated(ctx, acc, gates, k, pointwise_forward(a, w_pw), rm, rv, factor, eps)
+        result, out, _, invstd = _bn_gated(ctx, acc, gates, k, F.conv2d(a, w_pw), rm, rv, factor, eps)
         ctx.save_for_backward(x, w_dw, w_pw, out, invstd, gates)
         ctx.relu_first, ctx.geom, ctx.eps = relu_first, geom, eps
         return result
@@ -233,7 +241,7 @@ class _Block(torch.autograd.Function):
         gz, g_gates = _gated_bn_backward(ctx, grad, out, invstd, ctx.eps, gates, need_x or need_dw or need_pw)
         gx = g_dw = g_pw = None
         if gz is not None:
-            ga, g_pw = pointwise_backward(gz, a, w_pw, need_x or need_dw, need_pw)
+            ga, g_pw = _pw_backward(gz, a, w_pw, need_x or need_dw, need_pw)
             del a, gz
             if w_dw is None:
                 gx = ga
@@ -252,10 +260,10 @@ class _SepConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, acc, gates, x, dw1, pw1, dw2, pw2, rm1, rv1, rm2, rv2, geom1, geom2, f1: float, f2: float,
                 eps1: float, eps2: float, k: int):
-        z1 = pointwise_forward(_dw_forward(x, dw1, geom1), pw1)
+        z1 = F.conv2d(_dw_forward(x, dw1, geom1), pw1)
         d1, mean1, invstd1, _ = _bn_train(z1, rm1, rv1, f1, eps1, relu=True)  # relu(block 1), in one kernel
         del z1
-        z2 = pointwise_forward(_dw_forward(d1, dw2, geom2), pw2)
+        z2 = F.conv2d(_dw_forward(d1, dw2, geom2), pw2)
         result, out, _, invstd2 = _bn_gated(ctx, acc, gates, k, z2, rm2, rv2, f2, eps2)
         del z2
         ctx.save_for_backward(x, dw1, pw1, dw2, pw2, mean1, invstd1, out, invstd2, gates)
@@ -273,19 +281,19 @@ class _SepConv(torch.autograd.Function):
         if gz2 is None:
             return (grad_acc, g_gates) + (None,) * 17
         a1 = _dw_forward(x, dw1, geom1)
-        z1 = pointwise_forward(a1, pw1)  # block 1 again, up to its BN
+        z1 = F.conv2d(a1, pw1)  # block 1 again, up to its BN
         # block 1's output, the second depthwise input, only when a weight gradient needs it (and then its
         # output too)
         d1 = _normalise(z1, mean1, invstd1, relu=True) if need[3] or need[4] else None
         a2 = _dw_forward(d1, dw2, geom2) if need[4] else None
-        ga2, g_pw2 = pointwise_backward(gz2, a2, pw2, True, need[4])
+        ga2, g_pw2 = _pw_backward(gz2, a2, pw2, True, need[4])
         del a2, gz2
         gd1, g_dw2 = _dw_backward(ga2, z1 if d1 is None else d1, dw2, geom2, True, need[3])
         del ga2, d1
         # the ReLU's backward and the normalisation inside BN's backward kernel
         gz1 = _bn_backward(gd1, z1, invstd1, eps1, relu=True, centre=(mean1, invstd1))[0]
         del gd1, z1
-        ga1, g_pw1 = pointwise_backward(gz1, a1, pw1, need[0] or need[1], need[2])
+        ga1, g_pw1 = _pw_backward(gz1, a1, pw1, need[0] or need[1], need[2])
         del a1, gz1
         gx = g_dw1 = None
         if need[0] or need[1]:
@@ -341,7 +349,7 @@ class _FactorizedReduce(torch.autograd.Function):
     @staticmethod
     def forward(ctx, acc, gates, x, w1, w2, rm, rv, factor: float, eps: float, k: int):
         even, odd = _even_odd(F.relu(x))
-        a, b = pointwise_forward(even, w1), pointwise_forward(odd, w2)
+        a, b = F.conv2d(even, w1), F.conv2d(odd, w2)
         if b.shape != a.shape:  # odd sizes: the shifted branch is one pixel short, padded with zeros
             b = F.pad(b, (0, a.shape[-1] - b.shape[-1], 0, a.shape[-2] - b.shape[-2]))
         z = torch.cat([a, b], dim=1).contiguous(memory_format=_format(a))
@@ -365,8 +373,8 @@ class _FactorizedReduce(torch.autograd.Function):
         ho, wo = x.shape[-2] // 2, x.shape[-1] // 2  # the shifted branch's size before padding
         if min(x.shape[-2], x.shape[-1]) == 1:  # a 1-pixel side: nothing to shift, both branches read x itself
             ho, wo = gz.shape[-2], gz.shape[-1]
-        ge, g_w1 = pointwise_backward(gz[:, :half].contiguous(memory_format=fmt), even, w1, need_x, need_w1)
-        go, g_w2 = pointwise_backward(gz[:, half:, :ho, :wo].contiguous(memory_format=fmt), odd, w2, need_x, need_w2)
+        ge, g_w1 = _pw_backward(gz[:, :half].contiguous(memory_format=fmt), even, w1, need_x, need_w1)
+        go, g_w2 = _pw_backward(gz[:, half:, :ho, :wo].contiguous(memory_format=fmt), odd, w2, need_x, need_w2)
         del gz, even, odd
         gx = None
         if need_x:
