@@ -46,15 +46,17 @@ def test_depthwise_weight_grad_equals_float64_reference(k, s, p, d, B, C, H, W):
 
 
 @needs_native
-def test_depthwise_backward_uses_the_kernel_for_5x5_and_matches_onednn(monkeypatch):
-    """The path ``depthwise_backward`` takes for a float32 5x5 kernel, and its result against oneDNN's."""
+@pytest.mark.parametrize("k,p,d", [(5, 4, 2), (5, 2, 1), (3, 2, 2)])
+def test_depthwise_backward_uses_the_kernel_for_5x5_and_dilated_and_matches_onednn(k, p, d, monkeypatch):
+    """The path ``depthwise_backward`` takes for a float32 5x5 or dilated kernel, and its result against
+    oneDNN's."""
     calls = []
     real = native.depthwise_weight_grad
     monkeypatch.setattr(native, "depthwise_weight_grad", lambda *a: calls.append(a[2:]) or real(*a))
-    x, g, w = _cl(4, 16, 12, 12), _cl(4, 16, 12, 12), torch.randn(16, 1, 5, 5)
-    gx, gw = depthwise_backward(g, x, w, (False, 1, 4, 2), True, True)
-    assert calls == [(5, 1, 4, 2)]
-    ref_x, ref_w, _ = torch.ops.aten.convolution_backward(g, x, w, None, [1, 1], [4, 4], [2, 2], False, [0, 0], 16,
+    x, g, w = _cl(4, 16, 12, 12), _cl(4, 16, 12, 12), torch.randn(16, 1, k, k)
+    gx, gw = depthwise_backward(g, x, w, (False, 1, p, d), True, True)
+    assert calls == [(k, 1, p, d)]
+    ref_x, ref_w, _ = torch.ops.aten.convolution_backward(g, x, w, None, [1, 1], [p, p], [d, d], False, [0, 0], 16,
                                                           [True, True, False])
     assert torch.allclose(gw, ref_w, rtol=1e-5, atol=1e-4) and torch.allclose(gx, ref_x, atol=1e-5)
 
