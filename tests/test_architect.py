@@ -183,3 +183,30 @@ def test_second_order_accepts_alphas_that_are_not_registered_parameters():
         opt = torch.optim.SGD(net.weights(), 0.1, momentum=0.9, weight_decay=3e-4)
         grads.append(Architect(net, order=2).hypergradient((x, y), (x, y), opt))
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_tensor_swap_replaces_and_restores_every_name():
+    """``TensorSwap`` as ``functional_call`` behaves: plain tensors in place of parameters and buffers, tied
+    weights under both names, everything restored after the block and after an error, an unknown name an
+    error, and a parameter replaced since the last swap found again."""
+    from dartsnas.architect import TensorSwap
+
+    net = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Linear(3, 3))
+    net[2].weight = net[0].weight  # tied
+    swap = TensorSwap(net)
+    before = {n: t for n, t in net.named_parameters()} | {n: t for n, t in net.named_buffers()}
+    new_w, new_mean = torch.zeros(3, 3, requires_grad=True), torch.full((3,), 7.0)
+    with swap.swapped({"0.weight": new_w, "1.running_mean": new_mean}):
+        assert net[0].weight is new_w and net[2].weight is new_w and net[1].running_mean is new_mean
+        out = net.eval()(torch.ones(2, 3)).sum()
+    out.backward()
+    assert new_w.grad is not None  # the forward ran on the swapped tensor
+    assert all(t is before[n] for n, t in (*net.named_parameters(), *net.named_buffers()))
+    with pytest.raises(KeyError, match="no parameter or buffer"):
+        with swap.swapped({"0.bias": torch.ones(3), "nope": torch.ones(3)}):
+            pass
+    assert net[0].bias is before["0.bias"]
+    net[0].bias = nn.Parameter(torch.ones(3))  # replaced: the index is rebuilt
+    with swap.swapped({"0.bias": torch.zeros(3)}):
+        assert float(net[0].bias.sum()) == 0.0
+    assert float(net[0].bias.detach().sum()) == 3.0

@@ -4,7 +4,8 @@ Profiling a batch-64 weight pass of the supernet (``benchmarks/search_step.py``)
 kernels far above their share of the arithmetic:
 
 - the **weight gradient of a 5x5 depthwise convolution**: oneDNN takes 10-13x the time of the 3x3 one for 2.8x
-  the taps (about 0.6 s of a 3.4 s weight pass, and a second-order step has three weight passes);
+  the taps (about 0.6 s of a 3.4 s weight pass, and a second-order step has three weight passes), and that of a
+  dilated one 3-6x (the C kernel is 2.3x faster than even the pixel-phase rewrite of ``depthwise.py``);
 - **3x3 max pooling** (padding 1), forward and backward: ATen computes int64 indices in the forward (0.9 ms a
   call at 64x16x32x32) and the backward needs them again.
 
