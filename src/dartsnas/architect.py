@@ -141,18 +141,22 @@ class Architect:
             return self._exact(train_batch, val_batch, weights, weight_names, alphas, hyper)
         return self._finite_difference(train_batch, val_batch, weights, weight_names, alphas, hyper)
 
-    def _virtual_weights(self, weights, grads, hyper):
-        """w' = w - xi * (mu * m + g + lambda * w): one SGD step with momentum and weight decay (no copy of w).
-        Without a graph to record, as ``torch._foreach_*`` calls per group of equal hyperparameters (a few calls
-        instead of some 5,000 small operations for the default supernet)."""
-        if not torch.is_grad_enabled():
-            return _foreach_virtual_weights(weights, grads, hyper)
-        out = []
-        for w, g, (xi, mu, lam, buf) in zip(weights, grads, hyper):
-            d = g + lam * w if lam else g
-            if mu and buf is not None:
-                d = d + mu * buf
-            out.append(w - xi * d)
+    @staticmethod
+    def _virtual_weights(weights, grads, hyper):
+        """w' = w - xi * (mu * m + g + lambda * w): one SGD step with momentum and weight decay (no copy of w), as
+        ``torch._foreach_*`` calls per group of equal (xi, mu, lambda): a few calls instead of some 5,000 small
+        operations for the default supernet, differentiable when the grads carry a graph (the exact mode)."""
+        groups: dict[tuple[float, float, float], list[int]] = {}
+        for i, (xi, mu, lam, buf) in enumerate(hyper):
+            groups.setdefault((xi, mu if buf is not None else 0.0, lam), []).append(i)
+        out: list[torch.Tensor | None] = [None] * len(weights)
+        for (xi, mu, lam), idx in groups.items():
+            w = [weights[i] for i in idx]
+            d = torch._foreach_add([grads[i] for i in idx], w, alpha=lam) if lam else [grads[i] for i in idx]
+            if mu:
+                d = torch._foreach_add(d, [hyper[i][3] for i in idx], alpha=mu)
+            for i, t in zip(idx, torch._foreach_sub(w, d, alpha=xi), strict=True):
+                out[i] = t
         return out
 
     def _finite_difference(self, train_batch, val_batch, weights, weight_names, alphas, hyper):
@@ -231,22 +235,6 @@ class Architect:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-def _foreach_virtual_weights(weights, grads, hyper):
-    """``Architect._virtual_weights`` without autograd, one group of equal (xi, mu, lambda) at a time."""
-    groups: dict[tuple[float, float, float], list[int]] = {}
-    for i, (xi, mu, lam, buf) in enumerate(hyper):
-        groups.setdefault((xi, mu if buf is not None else 0.0, lam), []).append(i)
-    out: list[torch.Tensor | None] = [None] * len(weights)
-    for (xi, mu, lam), idx in groups.items():
-        w = [weights[i] for i in idx]
-        d = torch._foreach_add([grads[i] for i in idx], w, alpha=lam) if lam else [grads[i] for i in idx]
-        if mu:
-            d = torch._foreach_add(d, [hyper[i][3] for i in idx], alpha=mu)
-        for i, t in zip(idx, torch._foreach_sub(w, d, alpha=xi), strict=True):
-            out[i] = t
-    return out
-
-
 class TensorSwap:
     """Puts other tensors in place of ``module``'s parameters and buffers for a while (``swapped``), as
     ``torch.func.functional_call`` does, at a fiftieth of its cost for the supernet's 4,000 tensors: where each
@@ -271,12 +259,15 @@ class TensorSwap:
 
     def _slot(self, name: str) -> list[tuple[dict, str]]:
         entry = self._slots.get(name)
-        if entry is None or entry[1][0][0].get(entry[1][0][1]) is not entry[0]:  # unknown, or replaced since
-            self._index()
-            entry = self._slots.get(name)
-            if entry is None:
-                raise KeyError(f"the module has no parameter or buffer {name!r}")
-        return entry[1]
+        if entry is not None:
+            tensor, places = entry
+            store, leaf = places[0]
+            if store.get(leaf) is tensor:
+                return places
+        self._index()  # unknown, or replaced since the index was made
+        if name not in self._slots:
+            raise KeyError(f"the module has no parameter or buffer {name!r}")
+        return self._slots[name][1]
 
     @contextlib.contextmanager
     def swapped(self, tensors: dict[str, torch.Tensor]) -> Iterator[None]:
